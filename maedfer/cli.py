@@ -1,4 +1,64 @@
-"""Placeholder replaced below."""
+"""The ``maedfer`` command: one sub-command per task, each defined in its own module.
+
+Sub-command modules are imported lazily so that ``maedfer --help`` stays fast (torch and
+mlflow imports cost seconds). Each module exposes ``add_parser(subparsers)`` which registers
+its parser and sets ``func(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
 import sys
-def main(argv=None):
-    print("0.1.0"); return 0
+
+from maedfer import __version__
+from maedfer.logging_utils import setup_logging
+
+# sub-command name -> module providing add_parser()
+SUBCOMMANDS: dict[str, str] = {
+    "model-stats": "maedfer.models.stats_cli",
+    "convert": "maedfer.models.convert_cli",
+    "demo-data": "maedfer.demo.cli",
+}
+
+log = logging.getLogger("maedfer")
+
+
+class UserError(Exception):
+    """An error caused by the user's input; reported as one line, no traceback."""
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maedfer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"maedfer {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=f"(see 'maedfer {name} --help')")
+            continue
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(only=command if command in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError, ValueError) as exc:
+        if args.verbose:
+            raise
+        sys.stderr.write(f"maedfer {args.command}: error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,3 +60,16 @@ INDEX_COLUMNS: tuple[str, ...] = (
     "checksum",  # string: sha256 hex of the clip's JPEG bytes, concatenated in frame order
     "source",  # string: the record's source path, relative to the dataset root
 )
+
+
+# Shard files (``<out>/<dataset>/shards/shard-00000.parquet``, ...): Parquet, ONE ROW GROUP PER CLIP
+# (so a loader reads one clip without touching the others), rows in clip order, columns:
+SHARD_COLUMNS: tuple[str, ...] = (
+    "clip_id",  # string
+    "frames",  # list<binary>: one encoded JPEG per stored frame, in time order
+    "num_frames",  # int32
+)
+# A shard is closed when its encoded size reaches the bound (default 256 MB); the index's
+# ``shard`` and ``row`` columns locate each clip. Reading API (maedfer.data.shards):
+#   read_index(index_path) -> pyarrow.Table
+#   read_clip_frames(shard_path, row, frame_indices) -> list[bytes]   (only the requested frames)
