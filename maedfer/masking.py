@@ -28,8 +28,6 @@ class TubeWindowMaskGenerator:
         self.patches_per_window = wh * ww
         # Same rounding as the authors' generator: masked = int(ratio * window patches).
         self.num_visible_per_window = self.patches_per_window - int(mask_ratio * self.patches_per_window)
-        if self.num_visible_per_window < 1:
-            raise ValueError(f"mask ratio {mask_ratio} leaves no visible patch in a {wh}x{ww} window")
 
     @classmethod
     def for_encoder(cls, encoder: nn.Module, mask_ratio: float) -> TubeWindowMaskGenerator:

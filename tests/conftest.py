@@ -16,5 +16,3 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 def tiny_clip() -> torch.Tensor:
     """Two 8 x 64 x 64 clips (4 x 4 x 4 token grid), normalised-looking values."""
     return torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(0))
-
-

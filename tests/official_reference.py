@@ -223,19 +223,24 @@ def reference_loss(videos, mask, outputs, patch=16, diff_weight=None):
     patches = rearrange(normed, "b n p c -> b n (p c)")
     _, _, t_in, h_in, w_in = unnorm.shape
     t, h, w = t_in // 2, h_in // patch, w_in // patch
-    vid = rearrange(patches, "b (t h w) (p0 p1 p2 c) -> b c (t p0) (h p1) (w p2)", t=t, h=h, w=w, p0=2, p1=patch,
-                    p2=patch)
+    vid = rearrange(
+        patches, "b (t h w) (p0 p1 p2 c) -> b c (t p0) (h p1) (w p2)", t=t, h=h, w=w, p0=2, p1=patch, p2=patch
+    )
     kept = vid[:, :, ::2]
     diff = vid - kept.repeat_interleave(2, dim=2)
     diff[:, :, ::2] = vid[:, :, ::2]
-    patches = rearrange(diff, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2 c)", t=t, h=h, w=w, p0=2, p1=patch,
-                        p2=patch)
+    patches = rearrange(
+        diff, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2 c)", t=t, h=h, w=w, p0=2, p1=patch, p2=patch
+    )
     b, _, c = patches.shape
     labels = patches[mask].reshape(b, -1, c)
     if diff_weight is None:
         return F.mse_loss(outputs, labels)
     lab, out = rearrange(labels, "b n (p0 c) -> b n p0 c", p0=2), rearrange(outputs, "b n (p0 c) -> b n p0 c", p0=2)
-    return F.mse_loss(out[:, :, 0], lab[:, :, 0]) * (1 - diff_weight) + F.mse_loss(out[:, :, 1], lab[:, :, 1]) * diff_weight
+    return (
+        F.mse_loss(out[:, :, 0], lab[:, :, 0]) * (1 - diff_weight)
+        + F.mse_loss(out[:, :, 1], lab[:, :, 1]) * diff_weight
+    )
 
 
 def reference_tube_window_mask(grid, window, ratio, rng):

@@ -112,9 +112,16 @@ def test_bf16_autocast(tiny_clip):
 
 def test_registry_lists_paper_models():
     names = set(list_models())
-    for n in ("lgi_former_base_patch16_160", "lgi_former_small_patch16_160", "lgi_former_tiny_patch16_160",
-              "vit_base_patch16_160", "pretrain_lgi_former_base_patch16_160", "pretrain_vit_base_patch16_160",
-              "lgi_former_test", "vit_test"):
+    for n in (
+        "lgi_former_base_patch16_160",
+        "lgi_former_small_patch16_160",
+        "lgi_former_tiny_patch16_160",
+        "vit_base_patch16_160",
+        "pretrain_lgi_former_base_patch16_160",
+        "pretrain_vit_base_patch16_160",
+        "lgi_former_test",
+        "vit_test",
+    ):
         assert n in names
     with pytest.raises(ValueError, match="unknown model"):
         create_model("lgi_former_huge")

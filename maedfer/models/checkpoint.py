@@ -25,8 +25,9 @@ class ModelFileError(ValueError):
     """A file that is not a maedfer model file."""
 
 
-def save_model(path: str | Path, model: nn.Module, class_names: list[str] | None = None,
-               extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    path: str | Path, model: nn.Module, class_names: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> Path:
     model = getattr(model, "module", model)  # unwrap DDP
     arch = getattr(model, "arch", None)
     if arch is None:

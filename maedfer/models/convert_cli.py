@@ -10,13 +10,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert an official MAE-DFER checkpoint to a maedfer model file")
     p.add_argument("checkpoint", help="the authors' .pth file (state dict under 'model')")
     p.add_argument("output", help="maedfer model file to write (.pt)")
-    p.add_argument("--region-size", type=int, nargs=3, metavar=("T", "H", "W"),
-                   help="LGI-Former region size, when the region count is ambiguous (4 regions)")
+    p.add_argument(
+        "--region-size",
+        type=int,
+        nargs=3,
+        metavar=("T", "H", "W"),
+        help="LGI-Former region size, when the region count is ambiguous (4 regions)",
+    )
     p.add_argument("--num-heads", type=int, help="attention heads (default: from the width)")
-    p.add_argument("--pool", choices=["region", "local"], default="region",
-                   help="fine-tuned models: pool representative (default) or local tokens")
-    p.add_argument("--token-order", choices=["authors", "raster"], default="authors",
-                   help="pre-training models: decoder position order (see README)")
+    p.add_argument(
+        "--pool",
+        choices=["region", "local"],
+        default="region",
+        help="fine-tuned models: pool representative (default) or local tokens",
+    )
+    p.add_argument(
+        "--token-order",
+        choices=["authors", "raster"],
+        default="authors",
+        help="pre-training models: decoder position order (see README)",
+    )
     p.add_argument("--dataset", help="name class labels after this dataset (dfew, ferv39k, mafw, ...)")
     p.add_argument("--class-names", help="comma-separated class names, in label order")
     p.add_argument("--trust-pickle", action="store_true", help="allow full unpickling (only for files you trust)")
@@ -41,8 +54,12 @@ def run(args: argparse.Namespace) -> int:
 
     names = _class_names(args)
     model = load_official_checkpoint(
-        args.checkpoint, region_size=tuple(args.region_size) if args.region_size else None,
-        num_heads=args.num_heads, pool=args.pool, token_order=args.token_order, class_names=names,
+        args.checkpoint,
+        region_size=tuple(args.region_size) if args.region_size else None,
+        num_heads=args.num_heads,
+        pool=args.pool,
+        token_order=args.token_order,
+        class_names=names,
         trust_pickle=args.trust_pickle,
     )
     num_classes = getattr(model, "num_classes", 0)

@@ -9,8 +9,8 @@ compute or memory.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -42,8 +42,13 @@ def _hooks(model: nn.Module, counter: list[int]) -> Iterator[None]:
 
     handles = []
     for m in model.modules():
-        for kind, fn in ((nn.Linear, linear), (nn.Conv3d, conv), (nn.LayerNorm, norm),
-                         (SelfAttention, self_attn), (CrossAttention, cross_attn)):
+        for kind, fn in (
+            (nn.Linear, linear),
+            (nn.Conv3d, conv),
+            (nn.LayerNorm, norm),
+            (SelfAttention, self_attn),
+            (CrossAttention, cross_attn),
+        ):
             if isinstance(m, kind):
                 handles.append(m.register_forward_hook(fn))
     try:

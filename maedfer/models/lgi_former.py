@@ -85,8 +85,12 @@ class LGIBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.intra = ResidualSelfAttention(dim, num_heads, qkv_bias, drop_path, norm_layer)
-        self.inter = ResidualSelfAttention(dim, num_heads, qkv_bias, drop_path, norm_layer) if use_inter else nn.Identity()
-        self.lgi = LocalGlobalInteraction(dim, num_heads, qkv_bias, drop_path, norm_layer) if use_lgi else SkipInteraction()
+        self.inter = (
+            ResidualSelfAttention(dim, num_heads, qkv_bias, drop_path, norm_layer) if use_inter else nn.Identity()
+        )
+        self.lgi = (
+            LocalGlobalInteraction(dim, num_heads, qkv_bias, drop_path, norm_layer) if use_lgi else SkipInteraction()
+        )
         self.norm_mlp = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.drop_path = DropPath(drop_path)

@@ -118,8 +118,10 @@ def official_to_maedfer(sd: Mapping[str, torch.Tensor], spec: OfficialSpec) -> d
     out: dict[str, torch.Tensor] = {}
     fused: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
     for key, value in sd.items():
-        if key.startswith(enc_prefix) and not key.startswith(("encoder_to_decoder", "decoder.")) and (
-            spec.kind == "pretrain" or key not in ("fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias")
+        if (
+            key.startswith(enc_prefix)
+            and not key.startswith(("encoder_to_decoder", "decoder."))
+            and (spec.kind == "pretrain" or key not in ("fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"))
         ):
             name = key[len(enc_prefix) :]
             if spec.encoder == "lgi":
@@ -176,8 +178,14 @@ def maedfer_to_official(sd: Mapping[str, torch.Tensor], kind: str) -> dict[str, 
     return out
 
 
-def _arch_for(spec: OfficialSpec, region_size: tuple[int, int, int] | None, num_heads: int | None,
-              pool: str, token_order: str, args: Any) -> tuple[str, dict[str, Any]]:
+def _arch_for(
+    spec: OfficialSpec,
+    region_size: tuple[int, int, int] | None,
+    num_heads: int | None,
+    pool: str,
+    token_order: str,
+    args: Any,
+) -> tuple[str, dict[str, Any]]:
     heads = num_heads or HEADS_BY_DIM.get(spec.embed_dim)
     if heads is None:
         raise ConversionError(f"cannot infer the head count for embedding dim {spec.embed_dim}; pass num_heads")
@@ -196,9 +204,12 @@ def _arch_for(spec: OfficialSpec, region_size: tuple[int, int, int] | None, num_
     else:
         name = "vit_base_patch16_160"
     if spec.kind == "pretrain":
-        kwargs.update(decoder_dim=spec.decoder_dim, decoder_depth=spec.decoder_depth,
-                      decoder_heads=HEADS_BY_DIM.get(spec.decoder_dim, max(1, spec.decoder_dim // 64)),
-                      token_order=token_order)
+        kwargs.update(
+            decoder_dim=spec.decoder_dim,
+            decoder_depth=spec.decoder_depth,
+            decoder_heads=HEADS_BY_DIM.get(spec.decoder_dim, max(1, spec.decoder_dim // 64)),
+            token_order=token_order,
+        )
         return f"pretrain_{name}", kwargs
     if spec.encoder == "lgi":
         if args is not None and getattr(args, "lg_classify_token_type", None) in ("region", "org"):
@@ -233,12 +244,20 @@ def load_official_checkpoint(
     token_order: str = "authors",
     class_names: list[str] | None = None,
     trust_pickle: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """Build the matching maedfer model and load an official checkpoint into it (strict)."""
+    """Build the matching maedfer model and load an official checkpoint into it (strict).
+
+    The clip geometry is not stored in a state dict: it defaults to the paper's 16 x 160 x 160
+    (override with ``model_kwargs=dict(img_size=..., num_frames=...)``); cube size comes from
+    the patch-embedding kernel.
+    """
     obj = _read(checkpoint, trust_pickle) if isinstance(checkpoint, (str, Path)) else checkpoint
     sd, args = _unwrap(obj)
     spec = inspect_official(sd)
     name, kwargs = _arch_for(spec, region_size, num_heads, pool, token_order, args)
+    kernel = sd["encoder.patch_embed.proj.weight" if spec.kind == "pretrain" else "patch_embed.proj.weight"].shape
+    kwargs.update(tubelet_size=kernel[2], patch_size=kernel[3], **(model_kwargs or {}))
     model = create_model(name, init=False, **kwargs)
     converted = official_to_maedfer(sd, spec)
     expected = model.state_dict()
@@ -251,7 +270,9 @@ def load_official_checkpoint(
         )
     for key, value in converted.items():
         if value.shape != expected[key].shape:
-            raise ConversionError(f"{key}: official shape {tuple(value.shape)} != expected {tuple(expected[key].shape)}")
+            raise ConversionError(
+                f"{key}: official shape {tuple(value.shape)} != expected {tuple(expected[key].shape)}"
+            )
     model.load_state_dict(converted, strict=True)
     model.class_names = class_names
     log.info("loaded official %s checkpoint into %s (%d tensors)", spec.kind, name, len(converted))

@@ -30,7 +30,12 @@ TokenOrder = Literal["authors", "raster"]
 
 class MAEDecoder(nn.Module):
     def __init__(
-        self, dim: int = 384, depth: int = 4, num_heads: int = 6, mlp_ratio: float = 4.0, out_dim: int = 1536,
+        self,
+        dim: int = 384,
+        depth: int = 4,
+        num_heads: int = 6,
+        mlp_ratio: float = 4.0,
+        out_dim: int = 1536,
         norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
@@ -83,8 +88,9 @@ class MAEPretrainModel(nn.Module):
         nn.init.xavier_uniform_(self.encoder_to_decoder.weight)
         trunc_normal_(self.mask_token, std=0.02, bound=0.02)
 
-    def sample_mask(self, batch_size: int, generator: torch.Generator | None = None,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+    def sample_mask(
+        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         return self.mask_generator(batch_size, generator=generator, device=device)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -106,8 +112,9 @@ class MAEPretrainModel(nn.Module):
     def loss(self, video: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         return weighted_mse(pred, self.targets(video, mask), self.appearance_weight)
 
-    def forward_loss(self, video: torch.Tensor, mask: torch.Tensor | None = None,
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def forward_loss(
+        self, video: torch.Tensor, mask: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """One training step's forward: draws a mask if none is given; returns loss terms, pred, mask."""
         if mask is None:
             mask = self.sample_mask(video.shape[0], generator=generator, device=video.device)

@@ -60,8 +60,9 @@ def _split(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: kwargs.pop(k) for k in list(kwargs) if k in keys}
 
 
-def _lgi_classifier(size: str, num_classes: int = 7, pool: str = "region", drop_path_rate: float = 0.1,
-                    init: bool = True, **kwargs: Any) -> VideoClassifier:
+def _lgi_classifier(
+    size: str, num_classes: int = 7, pool: str = "region", drop_path_rate: float = 0.1, init: bool = True, **kwargs: Any
+) -> VideoClassifier:
     encoder = LGIFormer(**{**LGI_SIZES[size], **kwargs}, drop_path_rate=drop_path_rate, final_norm=False)
     model = VideoClassifier(encoder, num_classes=num_classes, pool=pool)
     if init:
@@ -69,8 +70,9 @@ def _lgi_classifier(size: str, num_classes: int = 7, pool: str = "region", drop_
     return model
 
 
-def _vit_classifier(size: str, num_classes: int = 7, drop_path_rate: float = 0.1, init: bool = True,
-                    **kwargs: Any) -> VideoClassifier:
+def _vit_classifier(
+    size: str, num_classes: int = 7, drop_path_rate: float = 0.1, init: bool = True, **kwargs: Any
+) -> VideoClassifier:
     encoder = ViTEncoder(**{**VIT_SIZES[size], **kwargs}, drop_path_rate=drop_path_rate, final_norm=False)
     model = VideoClassifier(encoder, num_classes=num_classes, pool="local")
     if init:

@@ -64,19 +64,29 @@ def stats_table(variants: tuple[Variant, ...] = VARIANTS) -> list[dict[str, Any]
         if key not in cache:
             cache[key] = measure(v)
         params, flops = cache[key]
-        rows.append(dict(
-            table=v.table, variant=v.label, params=params, params_m=params / 1e6, paper_params_m=v.paper_params_m,
-            gflops=flops / 1e9, paper_gflops=v.paper_gflops,
-        ))
+        rows.append(
+            dict(
+                table=v.table,
+                variant=v.label,
+                params=params,
+                params_m=params / 1e6,
+                paper_params_m=v.paper_params_m,
+                gflops=flops / 1e9,
+                paper_gflops=v.paper_gflops,
+            )
+        )
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'table':>5}  {'variant':<34} {'params':>12} {'(M)':>7} {'paper':>6}  {'GFLOPs':>7} {'paper':>6} {'diff':>6}"
+    head = (
+        f"{'table':>5}  {'variant':<34} {'params':>12} {'(M)':>7} {'paper':>6}  {'GFLOPs':>7} {'paper':>6} {'diff':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
-            f"{r['table']:>5}  {r['variant']:<34} {r['params']:>12,} {r['params_m']:>7.2f} {r['paper_params_m']:>6.1f}  "
+            f"{r['table']:>5}  {r['variant']:<34} {r['params']:>12,} {r['params_m']:>7.2f} "
+            f"{r['paper_params_m']:>6.1f}  "
             f"{r['gflops']:>7.2f} {r['paper_gflops']:>6.1f} {r['gflops'] - r['paper_gflops']:>+6.2f}"
         )
     return "\n".join(lines)

@@ -25,9 +25,15 @@ def run(args: argparse.Namespace) -> int:
         from maedfer.models.registry import create_model
 
         model = create_model("pretrain_lgi_former_base_patch16_160", init=False).eval()
-        extra = dict(table="-", variant="pre-training (LGI base + decoder, 90%)", params=count_params(model),
-                     params_m=count_params(model) / 1e6, paper_params_m=float("nan"),
-                     gflops=pretrain_flops(model) / 1e9, paper_gflops=float("nan"))
+        extra = dict(
+            table="-",
+            variant="pre-training (LGI base + decoder, 90%)",
+            params=count_params(model),
+            params_m=count_params(model) / 1e6,
+            paper_params_m=float("nan"),
+            gflops=pretrain_flops(model) / 1e9,
+            paper_gflops=float("nan"),
+        )
         rows.append(extra)
     if args.json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

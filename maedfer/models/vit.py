@@ -39,7 +39,8 @@ class ViTEncoder(nn.Module):
         self.register_buffer("pos_embed", sincos_table(self.patch_embed.num_patches, embed_dim), persistent=False)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear 0 -> rate
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dpr[i], norm_layer=norm_layer) for i in range(depth)
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dpr[i], norm_layer=norm_layer)
+            for i in range(depth)
         )
         self.norm = norm_layer(embed_dim) if final_norm else nn.Identity()
 

@@ -23,7 +23,12 @@ class PatchEmbed3D(nn.Module):
                 f"clip {num_frames}x{img_size}x{img_size} does not divide into cubes "
                 f"{tubelet_size}x{patch_size}x{patch_size}"
             )
-        self.img_size, self.patch_size, self.num_frames, self.tubelet_size = img_size, patch_size, num_frames, tubelet_size
+        self.img_size, self.patch_size, self.num_frames, self.tubelet_size = (
+            img_size,
+            patch_size,
+            num_frames,
+            tubelet_size,
+        )
         self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)  # (T', H', W')
         self.num_patches = self.grid[0] * self.grid[1] * self.grid[2]
         kernel = (tubelet_size, patch_size, patch_size)
