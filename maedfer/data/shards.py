@@ -122,7 +122,8 @@ def read_index(index_path: str | os.PathLike) -> pa.Table:
     index_path = Path(index_path)
     if not index_path.is_file():
         raise FileNotFoundError(
-            f"{index_path}: no index; run `python pipeline/ingest.py --dataset NAME --root ROOT --out {index_path.parent}`"
+            f"{index_path}: no index; run "
+            f"`python pipeline/ingest.py --dataset NAME --root ROOT --out {index_path.parent}`"
         )
     try:
         table = pq.read_table(index_path)
@@ -321,7 +322,9 @@ class ShardWriter:
         clip = self.existing.get(clip_id)
         return clip if clip is not None and clip.key == key else None
 
-    def add(self, clip_id: str, frames: Sequence[bytes], *, height: int, width: int, fps: float, key: str) -> StoredClip:
+    def add(
+        self, clip_id: str, frames: Sequence[bytes], *, height: int, width: int, fps: float, key: str
+    ) -> StoredClip:
         """Append one clip (its JPEG frames, in time order) as a new row group."""
         if not frames:
             raise ValueError(f"clip {clip_id!r}: no frames to write")
@@ -343,7 +346,11 @@ class ShardWriter:
             key=key,
         )
         table = pa.Table.from_arrays(
-            [pa.array([clip_id], pa.string()), pa.array([list(frames)], pa.list_(pa.binary())), pa.array([len(frames)], pa.int32())],
+            [
+                pa.array([clip_id], pa.string()),
+                pa.array([list(frames)], pa.list_(pa.binary())),
+                pa.array([len(frames)], pa.int32()),
+            ],
             schema=SHARD_SCHEMA,
         )
         self._in_write = True
