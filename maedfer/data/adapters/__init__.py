@@ -1,0 +1,58 @@
+"""Dataset adapters: one per dataset, each reading its owners' layout (see DATASETS.md).
+
+Usage: ``adapter = get_adapter("dfew", "data/raw/dfew")``; ``adapter.records()`` validates the layout
+(raising :class:`LayoutError`) and iterates over :class:`~maedfer.data.records.ClipRecord` objects in
+a deterministic order; afterwards ``adapter.skipped`` lists ``(id or path, reason)`` of unusable entries.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from maedfer.data.adapters.base import FRAME_EXTENSIONS, DatasetAdapter, LayoutError
+from maedfer.data.adapters.cremad import CremaDAdapter
+from maedfer.data.adapters.dfew import DFEWAdapter
+from maedfer.data.adapters.enterface import ENTERFACEAdapter
+from maedfer.data.adapters.ferv39k import FERV39kAdapter
+from maedfer.data.adapters.mafw import MAFWAdapter
+from maedfer.data.adapters.ravdess import RAVDESSAdapter
+from maedfer.data.adapters.voxceleb2 import VoxCeleb2Adapter
+
+ADAPTERS: dict[str, type[DatasetAdapter]] = {
+    cls.name: cls
+    for cls in (
+        VoxCeleb2Adapter,
+        DFEWAdapter,
+        FERV39kAdapter,
+        MAFWAdapter,
+        CremaDAdapter,
+        RAVDESSAdapter,
+        ENTERFACEAdapter,
+    )
+}
+
+
+def get_adapter(name: str, root: str | os.PathLike, **options: Any) -> DatasetAdapter:
+    """The adapter for dataset ``name`` (a key of :data:`ADAPTERS`) reading the folder ``root``."""
+    try:
+        cls = ADAPTERS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(ADAPTERS)}") from None
+    return cls(root, **options)
+
+
+__all__ = [
+    "ADAPTERS",
+    "FRAME_EXTENSIONS",
+    "DatasetAdapter",
+    "LayoutError",
+    "get_adapter",
+    "CremaDAdapter",
+    "DFEWAdapter",
+    "ENTERFACEAdapter",
+    "FERV39kAdapter",
+    "MAFWAdapter",
+    "RAVDESSAdapter",
+    "VoxCeleb2Adapter",
+]
