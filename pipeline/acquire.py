@@ -1,0 +1,96 @@
+"""Acquire one dataset into a folder from local folders, local archives or http(s) URLs.
+
+Example (RAVDESS ships one zip per actor):
+    python pipeline/acquire.py --dataset ravdess --dest data/raw/ravdess \\
+        --source https://zenodo.org/records/1188976/files/Video_Speech_Actor_01.zip ...
+Prints a one-line summary; bad input gives a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from maedfer.data.acquire import acquire_many
+from maedfer.data.adapters import ADAPTERS, LayoutError, get_adapter
+from maedfer.logging_utils import setup_logging
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit status 2 (argparse adds the usage text)
+        sys.stderr.write(f"acquire: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, choices=sorted(ADAPTERS), help="which dataset (checks its layout)")
+    p.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        metavar="URL_OR_PATH",
+        help="a folder, an archive (zip/tar/tar.gz) or an http(s) URL; repeat for several",
+    )
+    p.add_argument(
+        "--sha256", action="append", metavar="HEX", help="expected sha256 of each source, in the order of --source"
+    )
+    p.add_argument("--dest", required=True, type=Path, help="dataset root folder to fill, e.g. data/raw/ravdess")
+    p.add_argument("--copy", action="store_true", help="copy local folders instead of symlinking their entries")
+    p.add_argument("--keep-download", action="store_true", help="keep downloaded archives after extraction")
+    p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
+    p.add_argument("--no-validate", action="store_true", help="do not check the dataset layout afterwards")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def run(args: argparse.Namespace) -> str:
+    results = acquire_many(
+        args.source,
+        args.dest,
+        args.sha256,
+        copy=args.copy,
+        keep_download=args.keep_download,
+        timeout=args.timeout,
+    )
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.action] = counts.get(r.action, 0) + 1
+    done = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
+    fetched = sum(r.downloaded_bytes for r in results)
+    summary = f"{args.dataset}: {len(results)} source(s) -> {args.dest}: {done}"
+    if fetched:
+        summary += f"; downloaded {_size(fetched)}"
+    if not args.no_validate:
+        try:
+            get_adapter(args.dataset, args.dest).validate()
+        except LayoutError as exc:
+            raise LayoutError(f"sources acquired into {args.dest}, but the layout check failed: {exc}") from exc
+        summary += "; layout ok"
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        print(run(args))
+    except (ValueError, OSError) as exc:
+        if args.verbose:
+            raise
+        sys.stderr.write(f"acquire: error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
