@@ -48,10 +48,14 @@ META_SETTINGS = b"maedfer.settings"
 META_FORMAT = b"maedfer.shard_format"
 SHARD_FORMAT = "1"
 
+# List children are named "element", as Parquet stores them, so that tables read back compare equal.
+BYTES_LIST = pa.list_(pa.field("element", pa.binary()))
+FOLDS_LIST = pa.list_(pa.field("element", pa.int8()))
+
 SHARD_SCHEMA = pa.schema(
     [
         pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("frames", pa.list_(pa.binary()), nullable=False),
+        pa.field("frames", BYTES_LIST, nullable=False),
         pa.field("num_frames", pa.int32(), nullable=False),
     ]
 )
@@ -63,8 +67,8 @@ INDEX_SCHEMA = pa.schema(
         pa.field("label", pa.int16(), nullable=False),
         pa.field("label_name", pa.string(), nullable=False),
         pa.field("subject", pa.string(), nullable=True),
-        pa.field("train_folds", pa.list_(pa.int8()), nullable=False),
-        pa.field("test_folds", pa.list_(pa.int8()), nullable=False),
+        pa.field("train_folds", FOLDS_LIST, nullable=False),
+        pa.field("test_folds", FOLDS_LIST, nullable=False),
         pa.field("shard", pa.string(), nullable=False),
         pa.field("row", pa.int32(), nullable=False),
         pa.field("num_frames", pa.int32(), nullable=False),
@@ -348,7 +352,7 @@ class ShardWriter:
         table = pa.Table.from_arrays(
             [
                 pa.array([clip_id], pa.string()),
-                pa.array([list(frames)], pa.list_(pa.binary())),
+                pa.array([list(frames)], BYTES_LIST),
                 pa.array([len(frames)], pa.int32()),
             ],
             schema=SHARD_SCHEMA,

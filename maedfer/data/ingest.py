@@ -1,0 +1,446 @@
+"""The ingest stage: records -> decoded frames -> face crops -> JPEG -> Parquet shards + index.
+
+``ingest`` is resumable and idempotent:
+
+* every clip is stored with a *key*: a fingerprint of the ingest settings (face mode, size,
+  JPEG quality, MTCNN settings, format version) and of its source (path, kind, and file size
+  + modification time for a video, or the list of image names for a frame folder);
+* finished shards carry their clips' keys in their footers, so an interrupted run keeps them
+  and a re-run only decodes clips whose key is not stored yet;
+* clips skipped by a previous complete run (broken video, unreadable frame, no face) are
+  remembered in ``<out>/ingest_state.json`` with their key and not retried while unchanged;
+* the index, the state file and the report are written only when their content changes, so
+  re-running on unchanged input rewrites nothing.
+
+A broken video, an unreadable frame, a missing source or a clip without a face is skipped and
+reported in ``<out>/report.json``, never fatal.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from maedfer.data.faces import MtcnnSettings, NoFaceError, crop_faces_mtcnn, crop_frames
+from maedfer.data.records import ClipRecord, FaceMode, SourceKind
+from maedfer.data.shards import (
+    DEFAULT_SHARD_BYTES,
+    INDEX_NAME,
+    SHARD_FORMAT,
+    ShardError,
+    ShardWriter,
+    StoredClip,
+    build_index_table,
+    list_shards,
+    write_index,
+)
+from maedfer.data.video_io import FrameReadError, UnreadableVideoError, list_frame_files, read_frames
+from maedfer.io_utils import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_NAME = "ingest_state.json"
+REPORT_NAME = "report.json"
+STATE_VERSION = 1
+
+# Skip reasons (keys of report["skipped"]).
+UNREADABLE_VIDEO = "unreadable_video"
+UNREADABLE_FRAME = "unreadable_frame"
+NO_FACE = "no_face"
+MISSING_SOURCE = "missing_source"
+DUPLICATE_ID = "duplicate_clip_id"
+ERROR = "error"  # anything else raised while reading or cropping one clip
+
+
+@dataclass
+class IngestReport:
+    """What one ``ingest`` call did (also written to ``<out>/report.json``)."""
+
+    dataset: str
+    out: str
+    face_mode: str
+    size: int
+    seen: int = 0  # records read from the adapter
+    stored: int = 0  # clips in the index
+    written: int = 0  # clips decoded and written by this run
+    reused: int = 0  # clips already in finished shards (resume / re-run)
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> clip ids
+    skipped_detail: dict[str, str] = field(default_factory=dict)  # clip id -> message
+    adapter_skipped: list[Any] = field(default_factory=list)  # what the adapter left out
+    class_names: list[str] = field(default_factory=list)
+    frames_written: int = 0
+    frames_stored: int = 0
+    shards: int = 0
+    bytes_on_disk: int = 0  # index + shards the index refers to
+    seconds: float = 0.0
+    frames_per_second: float = 0.0  # frames written / seconds
+    up_to_date: bool = False  # True when this run changed no file
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(len(v) for v in self.skipped.values())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped_counts"] = {reason: len(ids) for reason, ids in sorted(self.skipped.items())}
+        data["num_skipped"] = self.num_skipped
+        return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Fingerprints
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def ingest_settings(face_mode: FaceMode, size: int, jpeg_quality: int, mtcnn: MtcnnSettings | None) -> dict[str, Any]:
+    """Everything that changes the stored bytes of a clip (not the shard size bound)."""
+    return {
+        "shard_format": SHARD_FORMAT,
+        "face_mode": FaceMode(face_mode).value,
+        "size": int(size),
+        "jpeg_quality": int(jpeg_quality),
+        "mtcnn": asdict(mtcnn or MtcnnSettings()) if FaceMode(face_mode) is FaceMode.MTCNN else None,
+        "encoder": f"opencv-{cv2.__version__.split('.')[0]}",
+    }
+
+
+def source_key(record: ClipRecord, root: Path, settings_key: str) -> str:
+    """Fingerprint of a record's source as found on disk plus the settings; FileNotFoundError if missing."""
+    path = root / record.source
+    if SourceKind(record.source_kind) is SourceKind.FRAMES:
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: frame folder not found")
+        identity: Any = [p.name for p in list_frame_files(path)]
+    else:
+        stat = path.stat()  # raises FileNotFoundError
+        identity = [stat.st_size, stat.st_mtime_ns]
+    return _sha([settings_key, record.source, SourceKind(record.source_kind).value, identity])[:32]
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-clip work (runs in worker processes when workers > 0; top-level so that it pickles)
+
+
+@dataclass(frozen=True)
+class _Task:
+    clip_id: str
+    path: str
+    face_mode: str
+    size: int
+    jpeg_quality: int
+
+
+def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
+    """RGB uint8 (H, W, 3) -> JPEG bytes."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _skip_reason(exc: BaseException) -> str:
+    if isinstance(exc, UnreadableVideoError):
+        return UNREADABLE_VIDEO
+    if isinstance(exc, FrameReadError):  # UnreadableFrameError and any other frame read failure
+        return UNREADABLE_FRAME
+    if isinstance(exc, NoFaceError):
+        return NO_FACE
+    if isinstance(exc, FileNotFoundError):
+        return MISSING_SOURCE
+    return ERROR
+
+
+def _prepare(task: _Task) -> tuple[str, Any, float]:
+    """Decode (and, except for MTCNN, crop + encode) one clip.
+
+    Returns ("jpeg", list of JPEG bytes, fps), ("frames", list of RGB frames, fps) for MTCNN
+    (detection runs in the main process), or ("skip", (reason, message), 0.0).
+    """
+    try:
+        frames, fps = read_frames(task.path)
+        if FaceMode(task.face_mode) is FaceMode.MTCNN:
+            return "frames", frames, fps
+        crops = crop_frames(frames, FaceMode(task.face_mode), task.size)
+        return "jpeg", [encode_jpeg(c, task.jpeg_quality) for c in crops], fps
+    except Exception as exc:  # one clip's failure must never stop the run
+        return "skip", (_skip_reason(exc), f"{type(exc).__name__}: {exc}"), 0.0
+
+
+class _Pipeline:
+    """Runs ``_prepare`` in order, in this process (workers=0) or in a bounded process pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(0, int(workers))
+        self.pool: ProcessPoolExecutor | None = None
+        if self.workers:
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self.window = 2 * self.workers + 2
+
+    def run(self, items: Iterable[tuple[Any, _Task | None]]) -> Iterator[tuple[Any, tuple[str, Any, float] | None]]:
+        """For (payload, task or None) pairs, yield (payload, result or None) in input order."""
+        if self.pool is None:
+            for payload, task in items:
+                yield payload, (_prepare(task) if task is not None else None)
+            return
+        pending: collections.deque[tuple[Any, Future | None]] = collections.deque()
+        for payload, task in items:
+            pending.append((payload, self.pool.submit(_prepare, task) if task is not None else None))
+            while pending and (len(pending) > self.window or pending[0][1] is None or pending[0][1].done()):
+                head, future = pending.popleft()
+                yield head, (future.result() if future is not None else None)
+        while pending:
+            head, future = pending.popleft()
+            yield head, (future.result() if future is not None else None)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _jsonable(item: Any) -> Any:
+    if is_dataclass(item) and not isinstance(item, type):
+        return {k: _jsonable(v) for k, v in asdict(item).items()}
+    if isinstance(item, Mapping):
+        return {str(k): _jsonable(v) for k, v in item.items()}
+    if isinstance(item, list | tuple):
+        return [_jsonable(v) for v in item]
+    if isinstance(item, str | int | float | bool) or item is None:
+        return item
+    return str(item)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _index_row(record: ClipRecord, clip: StoredClip) -> dict[str, Any]:
+    return {
+        "clip_id": record.clip_id,
+        "label": int(record.label),
+        "label_name": record.label_name,
+        "subject": None if record.subject is None else str(record.subject),
+        "train_folds": [int(f) for f in record.train_folds],
+        "test_folds": [int(f) for f in record.test_folds],
+        "shard": clip.shard,
+        "row": clip.row,
+        "num_frames": clip.num_frames,
+        "height": clip.height,
+        "width": clip.width,
+        "fps": clip.fps,
+        "checksum": clip.checksum,
+        "source": record.source,
+    }
+
+
+def ingest(
+    records: Iterable[ClipRecord],
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    face_mode: FaceMode,
+    size: int = 160,
+    jpeg_quality: int = 90,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    workers: int = 0,
+    mtcnn: MtcnnSettings | None = None,
+    device: str | None = None,
+    dataset: str = "",
+    class_names: Sequence[str] = (),
+    num_folds: int | None = None,
+    adapter_skipped: Sequence[Any] = (),
+    progress: bool | None = None,
+) -> IngestReport:
+    """Decode, crop and shard ``records`` (sources relative to ``root``) into ``out``.
+
+    Writes ``out/shards/shard-NNNNN.parquet``, ``out/index.parquet`` (INDEX_COLUMNS; schema
+    metadata ``maedfer.dataset``, ``maedfer.class_names`` (JSON), ``maedfer.num_folds``, ...),
+    ``out/ingest_state.json`` and ``out/report.json``. ``workers`` > 0 decodes in that many
+    processes (MTCNN always runs in this one, on ``device`` or CUDA when available).
+    ``num_folds`` defaults to the highest fold number in the records. ``progress`` None shows
+    a progress bar only on a terminal. Worker processes are spawned, so a script that calls
+    this with ``workers`` > 0 needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    start = time.perf_counter()
+    root, out = Path(root), Path(out)
+    face_mode = FaceMode(face_mode)
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    mtcnn = mtcnn or MtcnnSettings()
+    settings = ingest_settings(face_mode, size, jpeg_quality, mtcnn)
+    settings_key = _sha(settings)[:32]
+    state_path, report_path, index_path = out / STATE_NAME, out / REPORT_NAME, out / INDEX_NAME
+    old_state = _read_json(state_path) or {}
+    old_skips: dict[str, Any] = old_state.get("skipped", {}) if old_state.get("settings_key") == settings_key else {}
+
+    report = IngestReport(
+        dataset=dataset,
+        out=str(out),
+        face_mode=face_mode.value,
+        size=int(size),
+        class_names=list(class_names),
+    )
+    rows: list[dict[str, Any]] = []
+    skips: dict[str, dict[str, str]] = {}
+    record_keys: list[str] = []
+    seen_ids: set[str] = set()
+    max_fold = 0
+    changed_shards = False
+
+    def skip(record: ClipRecord, reason: str, detail: str, key: str | None) -> None:
+        report.skipped.setdefault(reason, []).append(record.clip_id)
+        report.skipped_detail[record.clip_id] = detail
+        if key is not None:
+            skips[record.clip_id] = {"reason": reason, "detail": detail, "key": key}
+        log.warning("skipping %s (%s): %s", record.clip_id, reason, detail)
+
+    def plan(writer: ShardWriter) -> Iterator[tuple[Any, _Task | None]]:
+        nonlocal max_fold
+        for record in records:
+            report.seen += 1
+            max_fold = max([max_fold, *record.train_folds, *record.test_folds])
+            if record.clip_id in seen_ids:
+                yield (record, None, ("skip", (DUPLICATE_ID, "clip id listed twice; kept the first"))), None
+                continue
+            seen_ids.add(record.clip_id)
+            try:
+                key = source_key(record, root, settings_key)
+            except OSError as exc:
+                yield (record, None, ("skip", (MISSING_SOURCE, str(exc)))), None
+                continue
+            record_keys.append(f"{record.clip_id}:{key}")
+            stored = writer.lookup(record.clip_id, key)
+            if stored is not None:
+                yield (record, key, ("stored", stored)), None
+            elif old_skips.get(record.clip_id, {}).get("key") == key:
+                prev = old_skips[record.clip_id]
+                yield (record, key, ("skip", (prev["reason"], prev["detail"]))), None
+            else:
+                task = _Task(record.clip_id, str(root / record.source), face_mode.value, int(size), int(jpeg_quality))
+                yield (record, key, None), task
+
+    pipeline = _Pipeline(workers)
+    try:
+        with ShardWriter(out, settings_key, shard_bytes) as writer:
+            total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
+            disable = None if progress is None else not progress  # None: only on a terminal
+            bar = tqdm(total=total, desc=f"ingest {dataset}".strip(), unit="clip", disable=disable)
+            for (record, key, known), result in pipeline.run(plan(writer)):
+                bar.update(1)
+                if known is not None:
+                    kind, value = known
+                    if kind == "stored":
+                        report.reused += 1
+                        rows.append(_index_row(record, value))
+                    else:
+                        skip(record, value[0], value[1], key)
+                    continue
+                assert result is not None
+                kind, payload, fps = result
+                if kind == "frames":  # MTCNN: detect + crop here, in one process
+                    try:
+                        crops = crop_faces_mtcnn(payload, size, mtcnn, device)
+                        payload = [encode_jpeg(c, jpeg_quality) for c in crops]
+                        kind = "jpeg"
+                    except Exception as exc:
+                        kind, payload = "skip", (_skip_reason(exc), f"{type(exc).__name__}: {exc}")
+                if kind == "skip":
+                    skip(record, payload[0], payload[1], key)
+                    continue
+                clip = writer.add(record.clip_id, payload, height=size, width=size, fps=fps, key=key)
+                changed_shards = True
+                report.written += 1
+                report.frames_written += clip.num_frames
+                rows.append(_index_row(record, clip))
+            bar.close()
+    finally:
+        pipeline.close()
+
+    # Index, state and report: rewritten only when their content changes.
+    report.adapter_skipped = _jsonable(list(adapter_skipped))  # an adapter fills it while iterating
+    report.stored = len(rows)
+    report.frames_stored = sum(r["num_frames"] for r in rows)
+    metadata = {
+        "dataset": dataset,
+        "class_names": json.dumps(list(class_names)),
+        "num_folds": str(max_fold if num_folds is None else int(num_folds)),
+        "face_mode": face_mode.value,
+        "size": str(size),
+        "settings": json.dumps(settings, sort_keys=True),
+    }
+    table = build_index_table(rows, metadata)
+    changed = changed_shards
+    if not _same_index(index_path, table):
+        write_index(index_path, table)
+        changed = True
+    referenced = {r["shard"] for r in rows}
+    for path in list_shards(out):
+        if f"shards/{path.name}" not in referenced:
+            log.info("removing %s: no clip of the index is stored in it", path)
+            path.unlink()
+            changed = True
+    state = {
+        "version": STATE_VERSION,
+        "settings": settings,
+        "settings_key": settings_key,
+        "records_key": _sha(record_keys),
+        "skipped": dict(sorted(skips.items())),
+    }
+    if state != old_state:
+        write_json_atomic(state_path, state)
+        changed = True
+
+    report.shards = len(referenced)
+    report.bytes_on_disk = index_path.stat().st_size + sum((out / s).stat().st_size for s in referenced)
+    report.seconds = round(time.perf_counter() - start, 3)
+    report.frames_per_second = round(report.frames_written / max(report.seconds, 1e-9), 2)
+    report.up_to_date = not changed
+    if changed or not report_path.is_file():
+        write_json_atomic(report_path, report.to_json())
+    log.info(
+        "%s: %d clips stored (%d written, %d reused), %d skipped, %.1f MB, %.1f s%s",
+        dataset or out,
+        report.stored,
+        report.written,
+        report.reused,
+        report.num_skipped,
+        report.bytes_on_disk / 2**20,
+        report.seconds,
+        " (up to date: nothing rewritten)" if report.up_to_date else "",
+    )
+    return report
+
+
+def _same_index(index_path: Path, table: pa.Table) -> bool:
+    if not index_path.is_file():
+        return False
+    try:
+        old = pq.read_table(index_path)
+        return old.schema.metadata == table.schema.metadata and old.cast(table.schema).equals(table)
+    except (OSError, ValueError, ShardError, pa.ArrowException):
+        return False
