@@ -66,6 +66,8 @@ NO_FACE = "no_face"
 MISSING_SOURCE = "missing_source"
 DUPLICATE_ID = "duplicate_clip_id"
 ERROR = "error"  # anything else raised while reading or cropping one clip
+# Reasons that depend only on the source and the settings: not retried while both are unchanged.
+REMEMBERED = frozenset({UNREADABLE_VIDEO, UNREADABLE_FRAME, NO_FACE})
 
 
 @dataclass
@@ -312,12 +314,13 @@ def ingest(
     max_fold = 0
     changed_shards = False
 
-    def skip(record: ClipRecord, reason: str, detail: str, key: str | None) -> None:
+    def skip(record: ClipRecord, reason: str, detail: str, key: str | None, known: bool = False) -> None:
         report.skipped.setdefault(reason, []).append(record.clip_id)
         report.skipped_detail[record.clip_id] = detail
-        if key is not None:
+        if key is not None and reason in REMEMBERED:
             skips[record.clip_id] = {"reason": reason, "detail": detail, "key": key}
-        log.warning("skipping %s (%s): %s", record.clip_id, reason, detail)
+        level = logging.INFO if known else logging.WARNING  # known: skipped by the previous run already
+        log.log(level, "skipping %s (%s): %s", record.clip_id, reason, detail)
 
     def plan(writer: ShardWriter) -> Iterator[tuple[Any, _Task | None]]:
         nonlocal max_fold
@@ -339,7 +342,7 @@ def ingest(
                 yield (record, key, ("stored", stored)), None
             elif old_skips.get(record.clip_id, {}).get("key") == key:
                 prev = old_skips[record.clip_id]
-                yield (record, key, ("skip", (prev["reason"], prev["detail"]))), None
+                yield (record, key, ("known", (prev["reason"], prev["detail"]))), None
             else:
                 task = _Task(record.clip_id, str(root / record.source), face_mode.value, int(size), int(jpeg_quality))
                 yield (record, key, None), task
@@ -358,7 +361,7 @@ def ingest(
                         report.reused += 1
                         rows.append(_index_row(record, value))
                     else:
-                        skip(record, value[0], value[1], key)
+                        skip(record, value[0], value[1], key, known=kind == "known")
                     continue
                 assert result is not None
                 kind, payload, fps = result
