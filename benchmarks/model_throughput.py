@@ -28,12 +28,13 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # process peak RSS (KiB -> GiB)
 
 
-def bench(name: str, batch: int, device: torch.device, dtype: str, compile_: bool, steps: int, warmup: int) -> dict:
+def bench(name: str, batch: int, device: torch.device, dtype: str, compile_: str | None, steps: int,
+          warmup: int) -> dict:
     torch.manual_seed(0)
     model = create_model(name, num_classes=7).to(device).train()
     gflops = classifier_flops(create_model(name, num_classes=7, init=False)) / 1e9  # meta-device count
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    step_model = torch.compile(model) if compile_ else model
+    step_model = torch.compile(model, mode=compile_) if compile_ else model
     x = torch.randn(batch, 3, 16, 160, 160, device=device)
     y = torch.randint(0, 7, (batch,), device=device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default=None, help="default: bf16 on GPU, fp32 on CPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const="default", default=None,
+                   choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="torch.compile the model (optionally with a mode; reduce-overhead uses CUDA graphs)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--peak-tflops", type=float, default=None,
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if peak is None and gpu and any(k in torch.cuda.get_device_name(device) for k in ("H100", "H200")):
         peak = 989.0
     where = torch.cuda.get_device_name(device) if gpu else f"CPU x{torch.get_num_threads()} threads"
-    sys.stdout.write(f"# {where}, {dtype}{' + compile' if args.compile else ''}, torch {torch.__version__}, "
+    mode = f" + compile {args.compile}" if args.compile else ""
+    sys.stdout.write(f"# {where}, {dtype}{mode}, torch {torch.__version__}, "
                      f"forward+backward+AdamW, 16x160x160 clips, {steps} timed steps\n")
     sys.stdout.write(f"{'model':<30} {'batch':>5} {'clips/s':>9} {'ms/step':>9} {'TFLOP/s':>8} {'MFU':>6} "
                      f"{'peak GiB':>9}\n")
