@@ -15,11 +15,10 @@ import sys
 from maedfer import __version__
 from maedfer.logging_utils import setup_logging
 
-# sub-command name -> module providing add_parser()
-SUBCOMMANDS: dict[str, str] = {
-    "model-stats": "maedfer.models.stats_cli",
-    "convert": "maedfer.models.convert_cli",
-    "demo-data": "maedfer.demo.cli",
+# sub-command name -> (module providing add_parser(), one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "model-stats": ("maedfer.models.stats_cli", "parameters and FLOPs of Tables 3, 4, 9, 10 beside the paper"),
+    "convert": ("maedfer.models.convert_cli", "convert an official MAE-DFER checkpoint to a maedfer model file"),
 }
 
 log = logging.getLogger("maedfer")
@@ -34,11 +33,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maedfer {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
-        if only is not None and name != only:
-            sub.add_parser(name, help=f"(see 'maedfer {name} --help')")
-            continue
-        importlib.import_module(module).add_parser(sub)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if name == only:
+            importlib.import_module(module).add_parser(sub)
+        else:  # listed for --help without importing its (heavy) module
+            sub.add_parser(name, help=help_text)
     return parser
 
 

@@ -100,3 +100,15 @@ def test_convert_cli(tmp_path, capsys):
     assert torch.equal(model.head.weight, sd["head.weight"])
     assert main(["convert", str(tmp_path / "missing.pth"), str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cli_help_and_version(capsys):
+    from maedfer.cli import SUBCOMMANDS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and "maedfer" in capsys.readouterr().out
+    assert main([]) == 0
+    assert "model-stats" in capsys.readouterr().out
+    for module, _ in SUBCOMMANDS.values():  # every listed sub-command exists
+        assert hasattr(__import__(module, fromlist=["add_parser"]), "add_parser"), module
