@@ -1,0 +1,355 @@
+"""Clip transforms: one random draw per clip, applied identically to every frame.
+
+Every transform is a callable ``t(clip, rng) -> clip`` taking a clip (T, C, H, W) (uint8 or
+float) and a numpy Generator, which is the only source of randomness (so a clip's
+augmentation is a function of the generator's seed). :class:`ToModelLayout` ends each pipeline
+with the models' layout, float32 (C, T, H, W).
+
+Pipelines (the authors' VideoMAE-derived ones):
+
+* :func:`finetune_train_transform`: resize (short side, a no-op for the 160 x 160 face crops),
+  RandAugment ``rand-m7-n4-mstd0.5-inc1`` (PIL, bicubic), ImageNet normalisation, random
+  resized crop (scale 0.08-1, ratio 0.75-1.3333, bilinear) to 160, horizontal flip 0.5,
+  random erasing (p 0.25, 'pixel' mode, the same box in every frame).
+* :func:`eval_transform`: resize short side to 160, centre crop 160, normalise.
+* :func:`pretrain_transform`: VideoMAE's GroupMultiScaleCrop (scales 1, .875, .75, .66, fixed
+  offsets) resized to 160, normalise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from einops import rearrange
+
+from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_SIZE
+from maedfer.data.rand_augment import DEFAULT_CONFIG, RandAugment
+
+# The authors' crop ranges: scale [0.08, 1.0], aspect ratio [0.75, 1.3333] (sic, not 4/3).
+RRC_SCALE: tuple[float, float] = (0.08, 1.0)
+RRC_RATIO: tuple[float, float] = (0.75, 1.3333)
+MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+
+
+class ClipTransform(Protocol):
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor: ...
+
+
+def _check_clip(clip: torch.Tensor, name: str) -> None:
+    if clip.ndim != 4:
+        raise ValueError(f"{name} expects a clip (T, C, H, W), got shape {tuple(clip.shape)}")
+
+
+class Compose:
+    """Apply transforms in order, all drawing from the same generator."""
+
+    def __init__(self, transforms: Sequence[ClipTransform]) -> None:
+        self.transforms = list(transforms)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        for t in self.transforms:
+            clip = t(clip, rng)
+        return clip
+
+    def __repr__(self) -> str:
+        return "Compose(\n  " + ",\n  ".join(repr(t) for t in self.transforms) + "\n)"
+
+
+def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (T, C, H, W) to ``size`` (h, w); antialiased like PIL; keeps the dtype."""
+    if tuple(clip.shape[-2:]) == tuple(size):
+        return clip
+    return TF.resize(clip, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+class ResizeShortSide:
+    """Resize so that the shorter side is ``size`` (aspect ratio kept)."""
+
+    def __init__(self, size: int = IMG_SIZE) -> None:
+        self.size = int(size)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        _check_clip(clip, "ResizeShortSide")
+        h, w = clip.shape[-2:]
+        if min(h, w) == self.size:
+            return clip
+        if h <= w:
+            new = (self.size, max(1, int(self.size * w / h)))
+        else:
+            new = (max(1, int(self.size * h / w)), self.size)
+        return _resize(clip, new)
+
+    def __repr__(self) -> str:
+        return f"ResizeShortSide({self.size})"
+
+
+class CenterCrop:
+    def __init__(self, size: int = IMG_SIZE) -> None:
+        self.size = int(size)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        _check_clip(clip, "CenterCrop")
+        h, w = clip.shape[-2:]
+        if h < self.size or w < self.size:
+            raise ValueError(f"CenterCrop({self.size}) on a {h}x{w} clip; resize it first")
+        top, left = int(round((h - self.size) / 2.0)), int(round((w - self.size) / 2.0))
+        return clip[..., top : top + self.size, left : left + self.size]
+
+    def __repr__(self) -> str:
+        return f"CenterCrop({self.size})"
+
+
+def random_resized_crop_params(
+    height: int,
+    width: int,
+    rng: np.random.Generator,
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+    attempts: int = 10,
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop: area fraction in ``scale``, log-uniform aspect in
+    ``ratio``; after ``attempts`` misses, the central crop clamped to ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(attempts):
+        target_area = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = int(round(math.sqrt(target_area * aspect)))
+        h = int(round(math.sqrt(target_area / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            return int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        h, w = height, int(round(height * max(ratio)))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+class RandomResizedCrop:
+    """One random crop for the whole clip, resized to ``size`` x ``size`` with (non-antialiased)
+    bilinear interpolation, as the authors' ``random_resized_crop`` (F.interpolate)."""
+
+    def __init__(self, size: int = IMG_SIZE, scale=RRC_SCALE, ratio=RRC_RATIO) -> None:
+        self.size = int(size)
+        self.scale = tuple(scale)
+        self.ratio = tuple(ratio)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        _check_clip(clip, "RandomResizedCrop")
+        top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], rng, self.scale, self.ratio)
+        crop = clip[..., top : top + h, left : left + w]
+        out = F.interpolate(crop.float(), size=(self.size, self.size), mode="bilinear", align_corners=False)
+        if clip.dtype == torch.uint8:
+            return out.round_().clamp_(0, 255).to(torch.uint8)
+        return out.to(clip.dtype)
+
+    def __repr__(self) -> str:
+        return f"RandomResizedCrop({self.size}, scale={self.scale}, ratio={self.ratio})"
+
+
+class RandomHorizontalFlip:
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = float(p)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        return clip.flip(-1) if rng.random() < self.p else clip
+
+    def __repr__(self) -> str:
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class Normalize:
+    """uint8 [0, 255] or float [0, 1] -> float32 (x - mean) / std, per channel (dim 1)."""
+
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        _check_clip(clip, "Normalize")
+        x = clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip.float()
+        return (x - self.mean) / self.std
+
+    def __repr__(self) -> str:
+        return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
+
+
+class RandomErasing:
+    """Erase one box (``count`` boxes) at the same place in every frame (VideoMAE's "cube" mode).
+
+    Box: area fraction uniform in [min_area, max_area] / count, log-uniform aspect ratio in
+    [min_aspect, 1 / min_aspect], 100 attempts. Fill by ``mode``: 'pixel' = standard normal
+    noise per pixel, 'rand' = one normal colour, 'const' = 0 (on a normalised clip). As the
+    authors', the noise is drawn afresh for every frame; ``same_noise=True`` draws it once.
+    Works on float clips (normalised).
+    """
+
+    def __init__(
+        self,
+        probability: float = 0.25,
+        mode: str = "pixel",
+        min_area: float = 0.02,
+        max_area: float = 1 / 3,
+        min_aspect: float = 0.3,
+        max_aspect: float | None = None,
+        count: int = 1,
+        same_noise: bool = False,
+    ) -> None:
+        if mode not in ("pixel", "rand", "const"):
+            raise ValueError(f"RandomErasing mode must be 'pixel', 'rand' or 'const', got {mode!r}")
+        self.probability = float(probability)
+        self.mode = mode
+        self.min_area, self.max_area = float(min_area), float(max_area)
+        self.log_aspect = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
+        self.count = int(count)
+        self.same_noise = bool(same_noise)
+
+    def boxes(self, height: int, width: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
+        """The (top, left, h, w) boxes to erase (empty when the coin says no)."""
+        if rng.random() > self.probability:
+            return []
+        area = height * width
+        out = []
+        for _ in range(self.count):
+            for _ in range(100):
+                target_area = rng.uniform(self.min_area, self.max_area) * area / self.count
+                aspect = math.exp(rng.uniform(*self.log_aspect))
+                h = int(round(math.sqrt(target_area * aspect)))
+                w = int(round(math.sqrt(target_area / aspect)))
+                if w < width and h < height:
+                    out.append((int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w))
+                    break
+        return out
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        _check_clip(clip, "RandomErasing")
+        if not clip.is_floating_point():
+            raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
+        t, c, height, width = clip.shape
+        boxes = self.boxes(height, width, rng)
+        if not boxes:
+            return clip
+        clip = clip.clone()
+        gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        for top, left, h, w in boxes:
+            frames = 1 if self.same_noise else t
+            if self.mode == "pixel":
+                fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype)
+            elif self.mode == "rand":
+                fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype)
+            else:
+                fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype)
+            clip[:, :, top : top + h, left : left + w] = fill
+        return clip
+
+    def __repr__(self) -> str:
+        return f"RandomErasing(p={self.probability}, mode={self.mode!r}, count={self.count})"
+
+
+class GroupMultiScaleCrop:
+    """VideoMAE's GroupMultiScaleCrop: crop sides from ``scales`` x the short side (sides
+    within 3 pixels of ``size`` snap to it; width and height at most ``max_distort`` scale
+    steps apart), at one of 13 fixed offsets (or anywhere with ``fix_crop=False``), resized
+    to ``size`` x ``size`` (bilinear)."""
+
+    def __init__(
+        self,
+        size: int = IMG_SIZE,
+        scales: Sequence[float] = MULTI_SCALES,
+        max_distort: int = 1,
+        fix_crop: bool = True,
+        more_fix_crop: bool = True,
+    ) -> None:
+        self.size = int(size)
+        self.scales = tuple(scales)
+        self.max_distort = int(max_distort)
+        self.fix_crop = bool(fix_crop)
+        self.more_fix_crop = bool(more_fix_crop)
+
+    @staticmethod
+    def fixed_offsets(more: bool, image_w: int, image_h: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
+        w_step, h_step = (image_w - crop_w) // 4, (image_h - crop_h) // 4
+        grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
+        if more:
+            grid += [(0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
+        return [(i * w_step, j * h_step) for i, j in grid]
+
+    def params(self, image_h: int, image_w: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
+        """(crop_w, crop_h, offset_w, offset_h)."""
+        base = min(image_w, image_h)
+        sides = [int(base * s) for s in self.scales]
+        crop_h = [self.size if abs(x - self.size) < 3 else x for x in sides]
+        crop_w = [self.size if abs(x - self.size) < 3 else x for x in sides]
+        pairs = [(w, h) for i, h in enumerate(crop_h) for j, w in enumerate(crop_w) if abs(i - j) <= self.max_distort]
+        cw, ch = pairs[int(rng.integers(len(pairs)))]
+        if self.fix_crop:
+            offsets = self.fixed_offsets(self.more_fix_crop, image_w, image_h, cw, ch)
+            ow, oh = offsets[int(rng.integers(len(offsets)))]
+        else:
+            ow, oh = int(rng.integers(0, image_w - cw + 1)), int(rng.integers(0, image_h - ch + 1))
+        return cw, ch, ow, oh
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        _check_clip(clip, "GroupMultiScaleCrop")
+        cw, ch, ow, oh = self.params(clip.shape[-2], clip.shape[-1], rng)
+        return _resize(clip[..., oh : oh + ch, ow : ow + cw], (self.size, self.size))
+
+    def __repr__(self) -> str:
+        return f"GroupMultiScaleCrop({self.size}, scales={self.scales}, max_distort={self.max_distort})"
+
+
+class ToModelLayout:
+    """(T, C, H, W) -> contiguous float32 (C, T, H, W)."""
+
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        _check_clip(clip, "ToModelLayout")
+        return rearrange(clip.float(), "t c h w -> c t h w").contiguous()
+
+    def __repr__(self) -> str:
+        return "ToModelLayout()"
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipelines
+
+
+def finetune_train_transform(
+    size: int = IMG_SIZE,
+    auto_augment: str | None = DEFAULT_CONFIG,
+    interpolation: str = "bicubic",
+    scale: tuple[float, float] = RRC_SCALE,
+    ratio: tuple[float, float] = RRC_RATIO,
+    hflip: float = 0.5,
+    reprob: float = 0.25,
+    remode: str = "pixel",
+    recount: int = 1,
+) -> Compose:
+    """uint8 (T, 3, H, W) -> augmented float32 (3, T, size, size)."""
+    steps: list[ClipTransform] = [ResizeShortSide(size)]
+    if auto_augment:
+        steps.append(RandAugment.from_config(auto_augment, interpolation=interpolation))
+    # The authors' order: normalise, then crop (bilinear on float values, no rounding), flip, erase.
+    steps += [Normalize(), RandomResizedCrop(size, scale, ratio), RandomHorizontalFlip(hflip)]
+    if reprob > 0:
+        steps.append(RandomErasing(reprob, mode=remode, count=recount))
+    steps.append(ToModelLayout())
+    return Compose(steps)
+
+
+def eval_transform(size: int = IMG_SIZE) -> Compose:
+    """uint8 (T, 3, H, W) -> float32 (3, T, size, size); deterministic."""
+    return Compose([ResizeShortSide(size), CenterCrop(size), Normalize(), ToModelLayout()])
+
+
+def pretrain_transform(size: int = IMG_SIZE, scales: Sequence[float] = MULTI_SCALES) -> Compose:
+    """uint8 (T, 3, H, W) -> float32 (3, T, size, size) for masked pre-training."""
+    return Compose([GroupMultiScaleCrop(size, scales), Normalize(), ToModelLayout()])
