@@ -1,0 +1,51 @@
+"""Training infrastructure that does not depend on model or data internals."""
+
+from maedfer.train.checkpoint import (
+    LAST_NAME,
+    CheckpointError,
+    TrainingState,
+    find_resume_checkpoint,
+    list_checkpoints,
+    load_training_state,
+    save_training_state,
+)
+from maedfer.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    get_rank,
+    get_world_size,
+    init_distributed,
+    is_main_process,
+    seed_everything,
+    unwrap_model,
+)
+from maedfer.train.optim import build_optimizer, layer_scales, param_groups, scaled_lr
+from maedfer.train.schedule import WarmupCosineSchedule, lr_at
+
+__all__ = [
+    "LAST_NAME",
+    "CheckpointError",
+    "DistInfo",
+    "TrainingState",
+    "WarmupCosineSchedule",
+    "all_reduce_mean",
+    "barrier",
+    "build_optimizer",
+    "cleanup",
+    "find_resume_checkpoint",
+    "get_rank",
+    "get_world_size",
+    "init_distributed",
+    "is_main_process",
+    "layer_scales",
+    "list_checkpoints",
+    "load_training_state",
+    "lr_at",
+    "param_groups",
+    "save_training_state",
+    "scaled_lr",
+    "seed_everything",
+    "unwrap_model",
+]
