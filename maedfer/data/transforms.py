@@ -171,13 +171,18 @@ class Normalize:
     """uint8 [0, 255] or float [0, 1] -> float32 (x - mean) / std, per channel (dim 1)."""
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.mean = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        # x * scale - shift in one fused pass: scale = 1 / (255 std) for uint8 (1 / std for float)
+        self._shift = (self.mean / self.std).float()
+        self._scale_u8 = (1.0 / (255.0 * self.std)).float()
+        self._scale_f = (1.0 / self.std).float()
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         _check_clip(clip, "Normalize")
-        x = clip.float().div_(255.0) if clip.dtype == torch.uint8 else clip.float()
-        return (x - self.mean) / self.std
+        scale = self._scale_u8 if clip.dtype == torch.uint8 else self._scale_f
+        x = clip.float() if clip.dtype != torch.float32 else clip.clone()
+        return x.mul_(scale).sub_(self._shift)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
