@@ -88,8 +88,8 @@ def test_fold_selection(toy_index):
     assert all_clips.class_names == ["a", "b", "c"]
     test1 = FinetuneDataset(toy_index, 1, "test", "test", transform=raw)
     train1 = FinetuneDataset(toy_index, 1, "train", "train", transform=raw)
-    assert test1.clip_ids == [f"clip{i:03d}" for i in range(0, len(LENGTHS), 2)]
-    assert sorted(test1.clip_ids + train1.clip_ids) == all_clips.clip_ids
+    assert test1.clip_ids.tolist() == [f"clip{i:03d}" for i in range(0, len(LENGTHS), 2)]
+    assert sorted(test1.clip_ids.tolist() + train1.clip_ids.tolist()) == all_clips.clip_ids.tolist()
     with pytest.raises(SelectionError, match=r"index.parquet: no clip in the test split of fold 3.*\[1, 2\]"):
         FinetuneDataset(toy_index, 3, "test", "test")
     with pytest.raises(ValueError, match="mode"):
@@ -98,7 +98,7 @@ def test_fold_selection(toy_index):
 
 def test_unlabelled_index_only_for_pretraining(tmp_path):
     index = write_toy_index(tmp_path, lengths=[20, 70], labelled=False)
-    with pytest.raises(SelectionError, match="unlabelled"):
+    with pytest.raises(SelectionError, match=r"index.parquet: clip 'clip000' is unlabelled"):
         FinetuneDataset(index, None, "train", "train")
     ds = PretrainDataset(index, size=SIZE)
     assert len(ds) == 2 and ds[0].shape == (3, 16, SIZE, SIZE)

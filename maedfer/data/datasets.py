@@ -99,7 +99,8 @@ class ShardClipDataset(Dataset):
         self.stride, self.clip_len = int(stride), int(clip_len)
         self.seed = int(seed)
         self.epoch = 0
-        self.clip_ids: list[str] = table.column("clip_id").to_pylist()
+        # numpy arrays, not Python lists: no per-item refcounts, so forked workers share the pages
+        self.clip_ids = np.asarray(table.column("clip_id").to_pylist(), dtype=np.str_)
         self.labels = np.asarray(table.column("label").to_pylist(), dtype=np.int64)
         self.num_frames = np.asarray(table.column("num_frames").to_pylist(), dtype=np.int64)
         self.rows = np.asarray(table.column("row").to_pylist(), dtype=np.int64)
@@ -107,9 +108,9 @@ class ShardClipDataset(Dataset):
         self.shard_paths: list[str] = [str(root / s) for s in sorted(set(shard_names))]
         lookup = {name: i for i, name in enumerate(sorted(set(shard_names)))}
         self.shard_ids = np.asarray([lookup[s] for s in shard_names], dtype=np.int64)
-        self.checksums: list[str] | None = table.column("checksum").to_pylist() if verify_checksums else None
+        self.checksums = np.asarray(table.column("checksum").to_pylist(), dtype=np.str_) if verify_checksums else None
         if np.any(self.num_frames < 1):
-            bad = self.clip_ids[int(np.argmax(self.num_frames < 1))]
+            bad = str(self.clip_ids[int(np.argmax(self.num_frames < 1))])
             raise SelectionError(f"{self.index_path}: clip {bad!r} has no frames; re-run the ingest stage")
 
     def __len__(self) -> int:
@@ -138,10 +139,13 @@ class ShardClipDataset(Dataset):
             self.shard_paths[self.shard_ids[index]],
             int(self.rows[index]),
             unique.tolist(),
-            expected_checksum=None if self.checksums is None else self.checksums[index],
+            expected_checksum=None if self.checksums is None else str(self.checksums[index]),
         )
         frames = decode_frames(jpegs)  # (U, 3, H, W)
-        return frames[torch.from_numpy(inverse.reshape(-1))]
+        inverse = inverse.reshape(-1)
+        if len(unique) == len(inverse) and np.array_equal(inverse, np.arange(len(inverse))):
+            return frames  # sorted, no repeats: nothing to gather
+        return frames[torch.from_numpy(inverse)]
 
     @property
     def class_names(self) -> list[str]:
@@ -180,7 +184,7 @@ class FinetuneDataset(ShardClipDataset):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
         super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums)
         if np.any(self.labels < 0):
-            bad = self.clip_ids[int(np.argmax(self.labels < 0))]
+            bad = str(self.clip_ids[int(np.argmax(self.labels < 0))])
             raise SelectionError(
                 f"{self.index_path}: clip {bad!r} is unlabelled (label -1); fine-tuning needs a labelled dataset"
             )
