@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Stage: MAE-DFER pre-training on a shard index (single process, or multi-GPU under torchrun).
+
+    python pipeline/pretrain.py --index data/shards/voxceleb2/index.parquet --out runs/pretrain/base
+    torchrun --nproc_per_node 4 pipeline/pretrain.py --index ... --out ... --batch-size 32 --accum-steps 1
+
+Defaults are the paper's recipe; a killed run continues from its last checkpoint (``--no-resume`` to restart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from maedfer.logging_utils import setup_logging
+from maedfer.train.pretrain_loop import PretrainConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    d = PretrainConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--index", required=True, help="index.parquet of the pre-training shards")
+    p.add_argument("--out", required=True, help="run folder (checkpoints/, model.pt)")
+    p.add_argument("--arch", default=d.arch)
+    p.add_argument("--arch-kwargs", default="{}", help='JSON, e.g. \'{"region_size": [2, 5, 10], "mask_ratio": 0.9}\'')
+    for name in ("epochs", "warmup_epochs", "batch_size", "accum_steps", "stride", "num_workers", "seed",
+                 "save_every_steps", "max_steps_per_epoch"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("base_lr", "base_min_lr", "weight_decay", "clip_grad"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--experiment", default="maedfer-pretrain", help="MLflow experiment")
+    p.add_argument("--no-tracking", action="store_true")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    from maedfer.tracking import Tracker, run_tags
+    from maedfer.train.pretrain_loop import pretrain
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # torchrun sets RANK; read before the process group exists
+
+    names = {f.name for f in fields(PretrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    try:
+        values["arch_kwargs"] = json.loads(args.arch_kwargs)
+        cfg = PretrainConfig(**values)
+        if not Path(args.index).is_file():
+            raise FileNotFoundError(f"{args.index}: index not found; build it with pipeline/ingest.py")
+        with Tracker(args.experiment, run_name=Path(args.out).name, params=asdict(cfg),
+                     tags=run_tags(dataset="pretrain", index=str(args.index)),
+                     enabled=not args.no_tracking and main_rank) as tracker:
+            summary = pretrain(cfg, args.index, args.out, resume=not args.no_resume, tracker=tracker)
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        sys.stderr.write(f"pretrain: error: {exc}\n")
+        return 2
+    if main_rank:
+        print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
