@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Stage: fine-tune on one fold of a dataset, then the 2-clip test; MLflow child run under a dataset parent run.
+
+    python pipeline/finetune.py --dataset dfew --index data/shards/dfew/index.parquet --fold 1 \\
+        --init runs/pretrain/lgi_base/model.pt --out runs/finetune/dfew/fold1
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+from maedfer.logging_utils import setup_logging
+from maedfer.train.finetune_loop import FinetuneConfig
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    d = FinetuneConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, help="dataset name (MLflow experiment maedfer-finetune-<dataset>)")
+    p.add_argument("--index", required=True)
+    p.add_argument("--fold", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--arch", default=d.arch)
+    p.add_argument("--arch-kwargs", default="{}", help="JSON constructor arguments, e.g. '{\"pool\": \"local\"}'")
+    p.add_argument("--init", default=None, help="pre-trained model.pt or official checkpoint (default: scratch)")
+    for name in ("epochs", "warmup_epochs", "batch_size", "stride", "num_workers", "seed", "max_steps_per_epoch"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
+    for name in ("base_lr", "base_min_lr", "weight_decay", "layer_decay", "drop_path", "mixup", "cutmix",
+                 "label_smoothing"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--group", default=None, help="parent MLflow run grouping the folds (default: dataset + out parent)")
+    p.add_argument("--no-tracking", action="store_true")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    from maedfer.tracking import Tracker, find_or_create_parent_run, run_tags
+    from maedfer.train.finetune_loop import finetune
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    names = {f.name for f in fields(FinetuneConfig)}
+    try:
+        values = {k: v for k, v in vars(args).items() if k in names}
+        values["arch_kwargs"] = json.loads(args.arch_kwargs)
+        cfg = FinetuneConfig(**values)
+        index = Path(args.index)
+        if not index.is_file():
+            raise FileNotFoundError(f"{index}: index not found; build it with pipeline/ingest.py")
+        checksum = hashlib.sha256(index.read_bytes()).hexdigest()
+        experiment = f"maedfer-finetune-{args.dataset}"
+        tracking = not args.no_tracking and main_rank
+        group = args.group or f"{args.dataset}:{Path(args.out).resolve().parent}"
+        parent = find_or_create_parent_run(experiment, group=group, enabled=tracking)
+        with Tracker(experiment, run_name=f"fold{args.fold}", parent_run_id=parent, params=asdict(cfg),
+                     tags=run_tags(dataset=args.dataset, fold=args.fold, index_checksum=checksum),
+                     enabled=tracking) as tracker:
+            summary = finetune(cfg, index, args.fold, args.out, tracker=tracker, resume=not args.no_resume)
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
+        sys.stderr.write(f"finetune: error: {exc}\n")
+        return 2
+    if main_rank:
+        m = summary["metrics"]
+        print(json.dumps({"dataset": args.dataset, "fold": args.fold, "uar": m.get("uar"), "war": m.get("war")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Fine-tuning one fold: every output is written, from scratch or from a pre-trained encoder."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from maedfer.models import create_model, load_model, save_model
+from maedfer.train.finetune_loop import FinetuneConfig, finetune, load_pretrained_encoder
+from maedfer.train.pretrain_loop import PretrainConfig, pretrain
+from tests.test_datasets import write_toy_index
+
+GEOM = dict(img_size=64, num_frames=8, region_size=(2, 2, 4))
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return write_toy_index(tmp_path_factory.mktemp("finetune_toy"))
+
+
+def _cfg(**kw) -> FinetuneConfig:
+    base = dict(arch="lgi_former_test", arch_kwargs=GEOM, epochs=2, warmup_epochs=1, batch_size=2, num_workers=0,
+                stride=2, base_lr=0.5)
+    return FinetuneConfig(**{**base, **kw})
+
+
+def test_finetune_writes_every_output(index, tmp_path):
+    out = tmp_path / "fold1"
+    summary = finetune(_cfg(), index, fold=1, out_dir=out)
+    assert len(summary["history"]) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"uar", "war", "per_class_recall", "confusion_matrix", "weighted_f1"}
+    assert metrics["num_samples"] == 4  # clips 0, 2, 4, 6 test in fold 1
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["clip_id"] for r in rows] == ["clip000", "clip002", "clip004", "clip006"]
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in "abc") - 1) < 1e-4 for r in rows)
+    assert (out / "confusion.png").stat().st_size > 1000
+    model = load_model(out / "model.pt")
+    assert model.class_names == ["a", "b", "c"]
+    # a re-run finds the finished checkpoint: no training, same outputs
+    again = finetune(_cfg(), index, fold=1, out_dir=out)
+    assert again["history"] == [] and again["metrics"] == metrics
+
+
+def test_finetune_from_pretrained_encoder(index, tmp_path):
+    pre = PretrainConfig(arch="pretrain_lgi_former_test", arch_kwargs=dict(**GEOM, mask_ratio=0.75), epochs=1,
+                         warmup_epochs=0, batch_size=2, num_workers=0, stride=2)
+    pretrain(pre, index, tmp_path / "pre")
+    pretrained = load_model(tmp_path / "pre" / "model.pt")
+    summary = finetune(_cfg(init=str(tmp_path / "pre" / "model.pt"), epochs=1), index, fold=2,
+                       out_dir=tmp_path / "fold2")
+    assert summary["metrics"]["num_samples"] == 4
+    fresh = load_model(tmp_path / "fold2" / "model.pt")
+    load_pretrained_encoder(fresh, tmp_path / "pre" / "model.pt")
+    torch.testing.assert_close(fresh.encoder.region_tokens, pretrained.encoder.region_tokens)
+    save_model(tmp_path / "vit.pt", create_model("vit_test", img_size=64, num_frames=8))
+    with pytest.raises(ValueError, match="does not match"):
+        load_pretrained_encoder(fresh, tmp_path / "vit.pt")
+
+
+@pytest.mark.slow
+def test_finetune_and_evaluate_stage_clis(index, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    repo = Path(__file__).resolve().parents[1]
+    common = ["--arch", "lgi_former_test", "--arch-kwargs", json.dumps({**GEOM, "region_size": [2, 2, 4]}),
+              "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--num-workers", "0", "--stride", "2"]
+    for fold in (1, 2):
+        cmd = [sys.executable, "pipeline/finetune.py", "--dataset", "toy", "--index", str(index), "--fold", str(fold),
+               "--out", str(tmp_path / "runs" / f"fold{fold}"), *common]
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["fold"] == fold
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("maedfer-finetune-toy")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(children) == 2 and len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
+    assert {r.data.tags["fold"] for r in children} == {"1", "2"}
+    assert all("test/uar" in r.data.metrics for r in children)
+    ev = subprocess.run([sys.executable, "pipeline/evaluate.py", "--checkpoint",
+                         str(tmp_path / "runs" / "fold1" / "model.pt"), "--index", str(index), "--fold", "1",
+                         "--out", str(tmp_path / "eval"), "--stride", "2", "--num-workers", "0"],
+                        cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == json.loads(
+        (tmp_path / "runs" / "fold1" / "metrics.json").read_text())
