@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arch", default=d.arch)
     p.add_argument("--arch-kwargs", default="{}", help='JSON, e.g. \'{"region_size": [2, 5, 10], "mask_ratio": 0.9}\'')
     for name in ("epochs", "warmup_epochs", "batch_size", "accum_steps", "stride", "num_workers", "seed",
-                 "save_every_steps", "max_steps_per_epoch"):
+                 "save_every_steps", "max_steps_per_epoch", "preview_every_epochs"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(d, name))
     for name in ("base_lr", "base_min_lr", "weight_decay", "clip_grad"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))

@@ -30,6 +30,7 @@ def test_pretraining_lowers_the_loss(index, tmp_path):
     assert sum(losses[-4:]) / 4 < 0.9 * sum(losses[:4]) / 4, losses
     model = load_model(tmp_path / "run" / "model.pt")
     assert model.arch == "pretrain_lgi_former_test" and model.extra["global_step"] == 24
+    assert sorted(p.name for p in (tmp_path / "run" / "previews").glob("*.png")) == ["epoch-0006.png"]
 
 
 def test_stop_mid_epoch_and_resume_gives_identical_weights(index, tmp_path):

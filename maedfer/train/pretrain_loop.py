@@ -54,6 +54,7 @@ class PretrainConfig:
     num_workers: int = 8
     seed: int = 0
     save_every_steps: int = 0  # 0: only at epoch ends
+    preview_every_epochs: int = 10  # reconstruction preview PNG (paper Fig. 4); 0: never
     keep_last: int = 2
     max_nonfinite: int = 20
     max_steps_per_epoch: int | None = None  # cap (tests, smoke runs)
@@ -71,6 +72,19 @@ def _autocast(device: torch.device) -> torch.autocast:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
+
+
+def _save_preview(model: torch.nn.Module, dataset: PretrainDataset, epoch: int, seed: int, path: Path) -> Path:
+    """Reconstruction figure of the dataset's first clip with a fixed mask (no training RNG is consumed)."""
+    from maedfer.viz.reconstruction import save_reconstruction_figure
+
+    device = next(model.parameters()).device
+    video = dataset[0].unsqueeze(0).to(device)  # (1, 3, T, H, W)
+    mask = model.sample_mask(1, generator=torch.Generator().manual_seed(seed), device=device)
+    try:
+        return save_reconstruction_figure(model, video, mask, path, title=f"epoch {epoch}")
+    finally:
+        model.train()
 
 
 def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, resume: bool = True,
@@ -180,6 +194,10 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
                 return {"stopped_at_step": global_step, "losses": history, "skipped_steps": skipped_total}
         epoch, start_step = epoch + 1, 0
         checkpoint(epoch, 0)
+        if dist.is_main and cfg.preview_every_epochs and (epoch % cfg.preview_every_epochs == 0 or epoch == cfg.epochs):
+            preview = _save_preview(model, dataset, epoch, cfg.seed, out_dir / "previews" / f"epoch-{epoch:04d}.png")
+            if tracker is not None:
+                tracker.log_artifact(preview, artifact_path="previews")
     if dist.is_main:
         save_model(out_dir / "model.pt", model, extra={"pretrain_config": config, "global_step": global_step})
     return {"global_step": global_step, "losses": history, "skipped_steps": skipped_total, "lr": lr,

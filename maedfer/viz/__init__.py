@@ -1,0 +1,1 @@
+"""Figures: reconstructions of the pre-training model (paper Fig. 4)."""
