@@ -130,8 +130,10 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     model.to(device)
     train_model: torch.nn.Module = model
     if dist.distributed:
+        # With representative-token pooling the last block's local-global step never reaches the loss.
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=getattr(model, "pool", "local") == "region")
 
     pe = model.encoder.patch_embed
     common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed)
