@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from maedfer.models.init import trunc_normal_
+from maedfer.models.layer_groups import EncoderLayerGroups
 
 PoolTokens = Literal["region", "local"]
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(EncoderLayerGroups, nn.Module):
     """Pools the encoder's representative tokens (``pool="region"``, the paper's default) or its
     local patch tokens (``pool="local"``, Table 11's "original tokens"; the only choice for ViT)."""
 
@@ -61,16 +62,3 @@ class VideoClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-    def no_weight_decay(self) -> set[str]:
-        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
-
-    @property
-    def num_layers(self) -> int:
-        """Layer ids run 0 (patch embedding) .. depth + 1 (head): depth + 2 ids in all."""
-        return self.encoder.depth + 2
-
-    def layer_id(self, name: str) -> int:
-        if name.startswith("encoder."):
-            return self.encoder.layer_id(name[len("encoder.") :])
-        return self.encoder.depth + 1

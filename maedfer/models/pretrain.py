@@ -22,6 +22,7 @@ from torch import nn
 
 from maedfer.masking import TubeWindowMaskGenerator
 from maedfer.models.init import init_weights, trunc_normal_
+from maedfer.models.layer_groups import EncoderLayerGroups
 from maedfer.models.layers import Block, sincos_table
 from maedfer.models.targets import masked_targets, weighted_mse
 
@@ -51,7 +52,9 @@ class MAEDecoder(nn.Module):
         return self.head(self.norm(x[:, -num_masked:]))  # (B, Lm, out_dim)
 
 
-class MAEPretrainModel(nn.Module):
+class MAEPretrainModel(EncoderLayerGroups, nn.Module):
+    extra_no_weight_decay = frozenset({"mask_token"})
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -122,15 +125,3 @@ class MAEPretrainModel(nn.Module):
         out = self.loss(video, pred, mask)
         out.update(pred=pred, mask=mask)
         return out
-
-    def no_weight_decay(self) -> set[str]:
-        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {"mask_token"}
-
-    @property
-    def num_layers(self) -> int:
-        return self.encoder.depth + 2
-
-    def layer_id(self, name: str) -> int:
-        if name.startswith("encoder."):
-            return self.encoder.layer_id(name[len("encoder.") :])
-        return self.encoder.depth + 1
