@@ -23,7 +23,7 @@ from maedfer.demo.sources import RealVideo, real_video_base
 from maedfer.demo.warp import DFEW_FRAMING, VOX_FRAMING, Framing, face_grid, render_face, upsample
 
 FPS = 25.0
-INTENSITY = (0.9, 1.5)  # random per labelled clip, times the full-intensity controls
+INTENSITY = (0.9, 1.4)  # random per labelled clip, times the full-intensity controls
 
 
 def _render(

@@ -152,9 +152,9 @@ def expression_controls(label: int, shape: FaceShape, rng: np.random.Generator) 
     if label == SAD:
         for s in SIDES:
             g = _sign(s)
-            b.move(p.inner_brow[s], (0.14, 0.12), (-g * 0.02, -0.09))
+            b.move(p.inner_brow[s], (0.14, 0.13), (-g * 0.03, -0.12))
             b.move(p.outer_brow[s], (0.15, 0.12), (0.0, 0.05))
-            b.move(p.corner[s], (0.18, 0.18), (-g * 0.02, 0.13))
+            b.move(p.corner[s], (0.18, 0.18), (-g * 0.02, 0.16))
             b.squash(p.eye[s] + [0.0, -0.05], (0.25, 0.1), 0.25)
         b.move(p.chin, (0.3, 0.2), (0.0, -0.06))
         b.move(p.lower_lip, (0.2, 0.1), (0.0, -0.04))
@@ -162,13 +162,13 @@ def expression_controls(label: int, shape: FaceShape, rng: np.random.Generator) 
     if label == ANGRY:
         for s in SIDES:
             g = _sign(s)
-            b.move(p.inner_brow[s], (0.16, 0.13), (-g * 0.07, 0.11))
-            b.move(p.mid_brow[s], (0.2, 0.13), (-g * 0.02, 0.06))
-            b.squash(p.eye[s], (0.25, 0.12), 0.35)
-            b.move(p.corner[s], (0.15, 0.15), (-g * 0.05, 0.01))
+            b.move(p.inner_brow[s], (0.16, 0.15), (-g * 0.08, 0.15))
+            b.move(p.mid_brow[s], (0.2, 0.14), (-g * 0.03, 0.09))
+            b.squash(p.eye[s], (0.25, 0.12), 0.45)
+            b.move(p.corner[s], (0.15, 0.15), (-g * 0.06, 0.01))
             b.move(p.nose_wing[s], (0.1, 0.1), (g * 0.03, 0.0))
         b.move(p.upper_lip, (0.2, 0.1), (0.0, 0.03))
-        b.move(p.lower_lip, (0.2, 0.1), (0.0, -0.04))
+        b.move(p.lower_lip, (0.2, 0.1), (0.0, -0.06))
         return b.build()
     if label == SURPRISE:
         for s in SIDES:
@@ -181,14 +181,14 @@ def expression_controls(label: int, shape: FaceShape, rng: np.random.Generator) 
     if label == DISGUST:
         sneer = int(rng.integers(2))
         for s in SIDES:
-            b.move(p.nose_wing[s], (0.12, 0.12), (0.0, -0.07))
+            b.move(p.nose_wing[s], (0.12, 0.12), (0.0, -0.1))
             b.move(p.mid_brow[s], (0.25, 0.15), (0.0, 0.06))
             b.squash(p.eye[s], (0.25, 0.12), 0.25)
-            b.move(p.corner[s], (0.16, 0.16), (0.0, -0.05 if s == sneer else 0.05))
-        b.move(p.upper_lip, (0.22, 0.1), (0.0, -0.08))
-        b.squash(p.glabella, (0.2, 0.15), 0.3)
-        teeth = float(rng.random() < 0.5)
-        return b.build(jaw=0.05 * teeth, teeth=teeth)
+            b.move(p.corner[s], (0.16, 0.16), (0.0, -0.07 if s == sneer else 0.07))
+        b.move(p.upper_lip, (0.22, 0.12), (0.0, -0.12))
+        b.squash(p.glabella, (0.2, 0.15), 0.4)
+        teeth = float(rng.random() < 0.7)
+        return b.build(jaw=0.06 * teeth, teeth=teeth)
     if label == FEAR:
         for s in SIDES:
             g = _sign(s)

