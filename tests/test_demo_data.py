@@ -199,6 +199,15 @@ def test_invalid_settings_are_refused(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_maedfer_cli_reports_bad_options_in_one_line(tmp_path, capsys):
+    from maedfer.cli import main
+
+    code = main(["demo-data", "--out", str(tmp_path / "d"), "--frames-min", "9", "--frames-max", "3"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("maedfer demo-data: error:") and "--frames-min" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "d").exists()
+
+
 def test_cli_options_map_to_settings():
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
