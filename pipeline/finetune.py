@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("base_lr", "base_min_lr", "weight_decay", "layer_decay", "drop_path", "mixup", "cutmix",
                  "label_smoothing"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(d, name))
+    p.add_argument("--test-best", action="store_true",
+                   help="also test the best-validation epoch (metrics_best.json); the last epoch is the reported one")
     p.add_argument("--group", default=None, help="parent MLflow run grouping the folds (default: dataset + out parent)")
     p.add_argument("--no-tracking", action="store_true")
     p.add_argument("--no-resume", action="store_true")

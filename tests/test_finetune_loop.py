@@ -40,9 +40,26 @@ def test_finetune_writes_every_output(index, tmp_path):
     assert (out / "confusion.png").stat().st_size > 1000
     model = load_model(out / "model.pt")
     assert model.class_names == ["a", "b", "c"]
-    # a re-run finds the finished checkpoint: no training, same outputs
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and history == summary["history"]
+    assert set(history[0]) == {"epoch", "train/loss", "val/uar", "val/war", "train/clips_per_s"}
+    # a re-run finds the finished checkpoint: no training (same history, same file), same outputs
+    mtime = (out / "history.json").stat().st_mtime_ns
     again = finetune(_cfg(), index, fold=1, out_dir=out)
-    assert again["history"] == [] and again["metrics"] == metrics
+    assert again["history"] == history and again["metrics"] == metrics
+    assert (out / "history.json").stat().st_mtime_ns == mtime
+
+
+def test_finetune_tests_best_validation_epoch(index, tmp_path):
+    out = tmp_path / "best"
+    summary = finetune(_cfg(epochs=3, test_best=True), index, fold=1, out_dir=out)
+    val = [h["val/uar"] for h in summary["history"]]
+    best = json.loads((out / "metrics_best.json").read_text())
+    assert best["best_epoch"] == 1 + val.index(max(val))  # first epoch reaching the best validation UAR
+    assert best["num_samples"] == summary["metrics"]["num_samples"]
+    assert (out / "predictions_best.csv").is_file() and (out / "confusion_best.png").is_file()
+    if best["best_epoch"] == 3:  # the last epoch is the best: both tests score the same weights
+        assert best["uar"] == summary["metrics"]["uar"]
 
 
 def test_finetune_from_pretrained_encoder(index, tmp_path):

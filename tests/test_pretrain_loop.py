@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -31,6 +33,10 @@ def test_pretraining_lowers_the_loss(index, tmp_path):
     model = load_model(tmp_path / "run" / "model.pt")
     assert model.arch == "pretrain_lgi_former_test" and model.extra["global_step"] == 24
     assert sorted(p.name for p in (tmp_path / "run" / "previews").glob("*.png")) == ["epoch-0006.png"]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, 7))
+    assert history[-1]["loss"] == pytest.approx(sum(losses[-4:]) / 4)
+    assert set(history[0]) == {"epoch", "loss", "lr", "clips_per_s"}
 
 
 def test_stop_mid_epoch_and_resume_gives_identical_weights(index, tmp_path):
@@ -43,6 +49,10 @@ def test_stop_mid_epoch_and_resume_gives_identical_weights(index, tmp_path):
     a = load_model(tmp_path / "full" / "model.pt").state_dict()
     b = load_model(tmp_path / "resumed" / "model.pt").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    full_history = json.loads((tmp_path / "full" / "history.json").read_text())
+    resumed_history = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    assert [h["epoch"] for h in resumed_history] == [1, 2]  # the epoch records survive the restart
+    assert resumed_history[1]["loss"] == full_history[1]["loss"]
 
 
 def test_gradient_accumulation_gives_the_effective_batch(index, tmp_path):

@@ -27,7 +27,7 @@ from maedfer.data.datasets import FinetuneDataset, make_loader
 from maedfer.data.mixup import Mixup, SoftTargetCrossEntropy
 from maedfer.data.sampling import derive_rng
 from maedfer.data.shards import index_metadata, read_index
-from maedfer.io_utils import write_json_atomic, write_text_atomic
+from maedfer.io_utils import save_torch_atomic, write_json_atomic, write_text_atomic
 from maedfer.metrics import compute_metrics, gather_predictions, plot_confusion_matrix
 from maedfer.models import create_model, save_model
 from maedfer.models.checkpoint import ModelFileError, read_model_file
@@ -59,6 +59,7 @@ class FinetuneConfig:
     num_workers: int = 8
     seed: int = 0
     max_steps_per_epoch: int | None = None
+    test_best: bool = False  # also run the 2-clip test with the best-validation-UAR epoch's weights (*_best files)
 
 
 def load_pretrained_encoder(model: torch.nn.Module, path: str | Path) -> None:
@@ -160,12 +161,16 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     criterion = SoftTargetCrossEntropy()
 
     epoch, global_step = 0, 0
+    history: list[dict[str, float]] = []  # one record per epoch -> history.json
+    best: dict[str, float] = {"epoch": 0, "val/uar": -1.0}  # best-validation epoch (test_best)
+    best_path = out_dir / "checkpoints" / "best-model.pt"
     ckpt_dir = out_dir / "checkpoints"
     if resume and (path := find_resume_checkpoint(ckpt_dir)) is not None:
         state = load_training_state(path, model=model, optimizer=optimizer, scheduler=schedule, map_location=device)
         epoch, global_step = state.epoch, state.global_step
+        history = list(state.extra.get("history", []))
+        best = dict(state.extra.get("best", best))
     config = asdict(cfg)
-    history = []
     while epoch < cfg.epochs:
         train_loader.sampler.set_epoch(epoch)
         val_loader.sampler.set_epoch(epoch)
@@ -196,11 +201,18 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         record = {"epoch": epoch, "train/loss": float(np.mean(losses)), "val/uar": val["uar"], "val/war": val["war"],
                   "train/clips_per_s": total_batch * steps_per_epoch / (time.perf_counter() - t0)}
         history.append(record)
+        if cfg.test_best and val["uar"] > best["val/uar"]:
+            best = {"epoch": epoch, "val/uar": val["uar"]}
+            if dist.is_main:
+                save_torch_atomic(model.state_dict(), best_path)
         log.info("fold %d epoch %d: %s", fold, epoch, record)
         if tracker is not None:
             tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
         save_training_state(ckpt_dir, model=model, optimizer=optimizer, scheduler=schedule, epoch=epoch,
-                            step_in_epoch=0, global_step=global_step, config=config)
+                            step_in_epoch=0, global_step=global_step, config=config,
+                            extra={"history": history, "best": best})
+        if dist.is_main:
+            write_json_atomic(out_dir / "history.json", history)
     result = predict(model, test_loader, device)
     metrics: dict[str, Any] = {}
     if dist.is_main:
@@ -209,6 +221,25 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
                                                                                "fold": fold})
         if tracker is not None:
             tracker.log_metrics({"test/uar": metrics["uar"], "test/war": metrics["war"]}, step=epoch)
-            for name in ("metrics.json", "predictions.csv", "confusion.png"):
+            for name in ("metrics.json", "predictions.csv", "confusion.png", "history.json"):
                 tracker.log_artifact(out_dir / name)
-    return {"metrics": metrics, "history": history}
+    summary: dict[str, Any] = {"metrics": metrics, "history": history}
+    if cfg.test_best and best["epoch"] > 0:
+        # every rank loads the weights the main rank saved at the best-validation epoch
+        from maedfer.train.distributed import barrier
+
+        barrier()
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+        result = predict(model, test_loader, device)
+        if dist.is_main:
+            best_metrics = write_outputs(out_dir, "_best", test_set, class_names, result)
+            best_metrics["best_epoch"] = int(best["epoch"])
+            write_json_atomic(out_dir / "metrics_best.json", best_metrics)
+            summary["metrics_best"] = best_metrics
+            log.info("fold %d: best validation epoch %d, test UAR %.4f (last epoch %.4f)", fold, best["epoch"],
+                     best_metrics["uar"], metrics["uar"])
+            if tracker is not None:
+                tracker.log_metrics({"test_best/uar": best_metrics["uar"], "test_best/war": best_metrics["war"],
+                                     "test_best/epoch": best["epoch"]}, step=epoch)
+                tracker.log_artifact(out_dir / "metrics_best.json")
+    return summary

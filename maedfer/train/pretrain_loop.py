@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from maedfer.data.datasets import PretrainDataset, make_loader
+from maedfer.io_utils import write_json_atomic
 from maedfer.models import create_model, save_model
 from maedfer.train.checkpoint import find_resume_checkpoint, load_training_state, save_training_state
 from maedfer.train.distributed import init_distributed, seed_everything, unwrap_model
@@ -122,10 +123,12 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     schedule = WarmupCosineSchedule.from_epochs(optimizer, lr, min_lr, cfg.epochs, steps_per_epoch, cfg.warmup_epochs)
 
     epoch, start_step, global_step = 0, 0, 0
+    epochs_log: list[dict[str, float]] = []  # one record per finished epoch -> history.json
     if resume and (path := find_resume_checkpoint(ckpt_dir)) is not None:
         state = load_training_state(path, model=model, optimizer=optimizer, scheduler=schedule,
                                     map_location=device)
         epoch, start_step, global_step = state.epoch, state.step_in_epoch, state.global_step
+        epochs_log = list(state.extra.get("history", []))
         log.info("resumed from %s (epoch %d, step %d)", path, epoch, start_step)
 
     config = asdict(cfg)
@@ -135,7 +138,8 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
 
     def checkpoint(ep: int, step: int) -> None:
         save_training_state(ckpt_dir, model=model, optimizer=optimizer, scheduler=schedule, epoch=ep,
-                            step_in_epoch=step, global_step=global_step, config=config, keep_last=cfg.keep_last)
+                            step_in_epoch=step, global_step=global_step, config=config, keep_last=cfg.keep_last,
+                            extra={"history": epochs_log})
 
     while epoch < cfg.epochs:
         loader.sampler.set_epoch(epoch)
@@ -145,6 +149,7 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
         bar = tqdm(range(start_step, steps_per_epoch), desc=f"pretrain epoch {epoch}", disable=not dist.is_main,
                    leave=False)
         t0 = time.perf_counter()
+        epoch_losses: list[float] = []
         for step in bar:
             schedule_lr = schedule.step()
             losses = []
@@ -177,6 +182,7 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
             global_step += 1
             value = float(loss)
             history.append(value)
+            epoch_losses.append(value)
             bar.set_postfix(loss=f"{value:.4f}")
             if tracker is not None:
                 clips_s = total_batch * (step - start_step + 1) / max(time.perf_counter() - t0, 1e-9)
@@ -192,8 +198,14 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
             if cfg.stop_after_steps and global_step >= cfg.stop_after_steps:
                 checkpoint(epoch + 1, 0) if done else checkpoint(epoch, step + 1)
                 return {"stopped_at_step": global_step, "losses": history, "skipped_steps": skipped_total}
+        steps_done = steps_per_epoch - start_step
+        epochs_log.append({"epoch": epoch + 1, "loss": float(sum(epoch_losses) / max(len(epoch_losses), 1)),
+                           "lr": float(schedule_lr),
+                           "clips_per_s": total_batch * steps_done / max(time.perf_counter() - t0, 1e-9)})
         epoch, start_step = epoch + 1, 0
         checkpoint(epoch, 0)
+        if dist.is_main:
+            write_json_atomic(out_dir / "history.json", epochs_log)
         if dist.is_main and cfg.preview_every_epochs and (epoch % cfg.preview_every_epochs == 0 or epoch == cfg.epochs):
             preview = _save_preview(model, dataset, epoch, cfg.seed, out_dir / "previews" / f"epoch-{epoch:04d}.png")
             if tracker is not None:
