@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "model-stats": ("maedfer.models.stats_cli", "parameters and FLOPs of Tables 3, 4, 9, 10 beside the paper"),
     "convert": ("maedfer.models.convert_cli", "convert an official MAE-DFER checkpoint to a maedfer model file"),
     "demo-data": ("maedfer.demo.cli", "generate the labelled demo dataset from real faces (DFEW/VoxCeleb2 layouts)"),
+    "predict": ("maedfer.predict_cli", "expression probabilities of videos, per window and overall"),
 }
 
 log = logging.getLogger("maedfer")

@@ -1,0 +1,110 @@
+"""The classifier behind a prediction: checkpoint resolution, loading and class names."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maedfer.data.adapters.dfew import DFEWAdapter
+
+log = logging.getLogger(__name__)
+
+# The demo pipeline's fine-tuned model (``snakemake --cores 2 demo``), relative to the working folder.
+DEMO_CHECKPOINT = Path("runs/demo/finetune/dfew/fold1/model.pt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found, loaded or used for classification; the message says why."""
+
+
+@dataclass
+class LoadedModel:
+    """A classifier in eval mode on ``device`` with what prediction needs to know about it."""
+
+    model: nn.Module
+    path: Path
+    arch: str
+    class_names: list[str]
+    num_frames: int  # frames per clip (the encoder's patch embedding)
+    img_size: int  # model input side in pixels
+    device: torch.device
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """``checkpoint``, or the demo run's model when None; CheckpointError when neither exists."""
+    if checkpoint is None:
+        if DEMO_CHECKPOINT.is_file():
+            return DEMO_CHECKPOINT
+        raise CheckpointError(
+            f"no checkpoint given and the demo model {DEMO_CHECKPOINT} does not exist (in {Path.cwd()}): "
+            "pass --checkpoint PATH (a maedfer model file or an official fine-tuned checkpoint) "
+            "or train the demo model first with 'snakemake --cores 2 demo'"
+        )
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found; pass --checkpoint with an existing model file")
+    return path
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """cuda when available and ``device`` is None; a clear error when cuda is asked for but absent."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def choose_class_names(path: Path, stored: list[str] | None, num_classes: int, given: list[str] | None):
+    """(class names, notes): ``given`` > names stored in the checkpoint > DFEW's 7 names for 7 classes."""
+    if given:
+        names = [str(n).strip() for n in given]
+        if len(names) != num_classes:
+            raise CheckpointError(
+                f"{path}: the model has {num_classes} classes but {len(names)} class names were given "
+                f"({', '.join(names)}); pass exactly {num_classes} to --class-names"
+            )
+        return names, []
+    if stored:
+        if len(stored) != num_classes:
+            raise CheckpointError(f"{path}: stores {len(stored)} class names for {num_classes} outputs")
+        return list(stored), []
+    if num_classes == len(DFEWAdapter.class_names):
+        note = "checkpoint stores no class names: assumed DFEW's 7 classes (override with --class-names)"
+        return list(DFEWAdapter.class_names), [note]
+    raise CheckpointError(
+        f"{path}: the checkpoint stores no class names and has {num_classes} classes; "
+        f"name them with --class-names a,b,c ({num_classes} names, in output order)"
+    )
+
+
+def load_for_prediction(
+    checkpoint: str | Path | None,
+    class_names: list[str] | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
+    """Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint."""
+    from maedfer.train.evaluate import load_classifier
+
+    path = resolve_checkpoint(checkpoint)
+    dev = resolve_device(device)
+    try:
+        model = load_classifier(path, class_names=class_names)
+    except (CheckpointError, FileNotFoundError):
+        raise
+    except Exception as exc:  # unpickling errors, shape mismatches, foreign files: one line for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {reason})") from exc
+    pe = model.encoder.patch_embed
+    names, notes = choose_class_names(path, getattr(model, "class_names", None), int(model.num_classes), class_names)
+    model.class_names = names
+    model = model.to(dev).eval()
+    arch = getattr(model, "arch", type(model).__name__)
+    log.info("loaded %s (%s, %d classes) on %s", path, arch, len(names), dev)
+    return LoadedModel(model, path, arch, names, int(pe.num_frames), int(pe.img_size), dev, notes)
