@@ -73,7 +73,10 @@ def fmt(x: float | None, signed: bool = False) -> str:
 
 
 def fmt_compute(x: float | None) -> str:
-    return "-" if x is None else f"{x:g}"
+    """#Params / FLOPs as the paper prints them: ``78`` (integer) or ``13.0`` (one decimal)."""
+    if x is None:
+        return "-"
+    return str(x) if isinstance(x, int) else f"{x:.1f}"
 
 
 def fmt_mean_std(mean: float, std: float, num_folds: int) -> str:
