@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -31,9 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "predict",
         help="expression probabilities of videos, per window and overall (table, JSON, annotated copy)",
         description=(
-            "Detect and track faces (MTCNN), crop them as at training time, slide the test loader's 16-frame "
-            "windows over each video and print each window's class probabilities and the whole video's "
-            "(time-weighted: each window weighs the frames it covers). Errors are one line per video; the "
+            "Detect and track faces (MTCNN), crop them as at training time, slide the test loader's windows "
+            "(the model's clip: 16 frames taken every 4) over each video and print each window's class "
+            "probabilities and the whole video's (time-weighted: each window weighs the frames it covers). "
+            "Errors are one line per video; the "
             "exit code is 2 when any video failed."
         ),
     )
@@ -43,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--checkpoint",
         default=None,
+        metavar="PATH",
         help="maedfer model file or official fine-tuned checkpoint (default: the demo model "
         "runs/demo/finetune/dfew/fold1/model.pt)",
     )
@@ -84,13 +87,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="A,B,C",
         help="class names in output order (default: the checkpoint's; DFEW's 7 for a 7-class checkpoint without)",
     )
+    p.add_argument(
+        "--trust-pickle", action="store_true", help="allow full unpickling of an official checkpoint (files you trust)"
+    )
     p.add_argument("--max-frames", type=_positive, default=None, metavar="N", help="only the first N frames")
-    p.add_argument("--batch-size", type=_positive, default=8, help="windows per forward pass (default 8)")
+    p.add_argument("--batch-size", type=_positive, default=8, metavar="N", help="windows per forward pass (default 8)")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.verbose:  # OpenCV's FFmpeg would add its own lines (e.g. "moov atom not found") to our one-line errors
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from maedfer.predict import Predictor, PredictSettings, annotated_path
     from maedfer.predict.report import format_json, format_table
 
@@ -101,7 +109,13 @@ def run(args: argparse.Namespace) -> int:
         settings.frame_stride = args.frame_stride
     if args.detect_every is not None:
         settings.detect_every = args.detect_every
-    predictor = Predictor(args.checkpoint, class_names=args.class_names, device=args.device, settings=settings)
+    predictor = Predictor(
+        args.checkpoint,
+        class_names=args.class_names,
+        device=args.device,
+        settings=settings,
+        trust_pickle=args.trust_pickle,
+    )
     several = len(args.videos) > 1
     results, errors = [], []
     for video in args.videos:

@@ -432,3 +432,12 @@ def test_annotated_copy_of_an_odd_sized_video(tmp_path, monkeypatch, ffmpeg):
     assert annotated_path(tmp_path, "clips/a.avi", several=False) == tmp_path / "a_annotated.mp4"
     with pytest.raises(ValueError, match="OUT.mp4"):
         annotated_path(tmp_path / "x.avi", "a.mp4", several=False)
+
+
+def test_video_too_large_for_memory_is_refused_before_decoding(predictor, tmp_path, monkeypatch):
+    from maedfer.predict import pipeline
+
+    video = _write_video(tmp_path / "big.mp4", [np.zeros((64, 96, 3), np.uint8)] * 10)
+    monkeypatch.setattr(pipeline, "_available_memory", lambda: 100_000)  # 10 x 64 x 96 x 3 = 184,320 bytes
+    with pytest.raises(pipeline.VideoTooLongError, match=r"big.mp4: 10 frames of 96x64 need .* cut it"):
+        predictor.predict(video)

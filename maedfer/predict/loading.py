@@ -88,14 +88,16 @@ def load_for_prediction(
     checkpoint: str | Path | None,
     class_names: list[str] | None = None,
     device: str | torch.device | None = None,
+    trust_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint."""
+    """Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint
+    (``trust_pickle`` allows full unpickling of official files that need it: only files you trust)."""
     from maedfer.train.evaluate import load_classifier
 
     path = resolve_checkpoint(checkpoint)
     dev = resolve_device(device)
     try:
-        model = load_classifier(path, class_names=class_names)
+        model = load_classifier(path, class_names=class_names, trust_pickle=trust_pickle)
     except (CheckpointError, FileNotFoundError):
         raise
     except Exception as exc:  # unpickling errors, shape mismatches, foreign files: one line for the user

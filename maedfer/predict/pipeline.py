@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -44,6 +45,10 @@ class NoFaceInVideoError(NoFaceError):
     """No face is found in any frame of a video (the message names the file)."""
 
 
+class VideoTooLongError(ValueError):
+    """A video whose decoded frames would not fit in memory."""
+
+
 @dataclass
 class PredictSettings:
     """How a video is sampled and cropped (the model fixes clip length and input size)."""
@@ -65,6 +70,35 @@ class PredictSettings:
             raise ValueError(f"--stride (the window hop) must be at least 1 frame, got {self.hop}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames must be at least 1, got {self.max_frames}")
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return None
+
+
+def check_memory(path: str | os.PathLike, fraction: float = 0.8) -> None:
+    """Refuse, with a clear message, a video whose decoded frames would not fit in memory (the reader
+    decodes whole videos): frame count x width x height x 3 bytes > ``fraction`` of available memory."""
+    if Path(path).is_dir() or not Path(path).is_file():
+        return
+    cap = cv2.VideoCapture(str(path))
+    try:
+        count, width, height = (
+            int(cap.get(p) or 0)
+            for p in (cv2.CAP_PROP_FRAME_COUNT, cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)
+        )
+    finally:
+        cap.release()
+    need, available = count * width * height * 3, _available_memory()
+    if available and need > fraction * available:
+        raise VideoTooLongError(
+            f"{path}: {count} frames of {width}x{height} need {need / 2**30:.1f} GiB decoded, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; cut it into shorter videos first "
+            "(e.g. ffmpeg -i IN -ss 0 -t 60 OUT.mp4)"
+        )
 
 
 def _short_clip_note(n: int, window: Window, clip_len: int, frame_stride: int) -> str | None:
@@ -93,10 +127,12 @@ class Predictor:
         device: str | torch.device | None = None,
         settings: PredictSettings | None = None,
         loaded: LoadedModel | None = None,
+        trust_pickle: bool = False,
     ) -> None:
         self.settings = settings or PredictSettings()
         self.settings.validate()
-        self.loaded = loaded or load_for_prediction(checkpoint, list(class_names) if class_names else None, device)
+        names = list(class_names) if class_names else None
+        self.loaded = loaded or load_for_prediction(checkpoint, names, device, trust_pickle=trust_pickle)
         self.transform = eval_transform(self.loaded.img_size)
         self.detector_device = self.loaded.device.type if self.loaded.device.type == "cuda" else "cpu"
 
@@ -169,6 +205,7 @@ class Predictor:
         timing = Timing()
         notes = list(self.loaded.notes)
         start = time.perf_counter()
+        check_memory(path)
         frames, fps = read_frames(path)
         if s.max_frames is not None and len(frames) > s.max_frames:
             notes.append(f"only the first {s.max_frames} of {len(frames)} frames were used (max_frames)")
@@ -240,6 +277,7 @@ def predict(
     class_names: Sequence[str] | None = None,
     max_frames: int | None = None,
     batch_size: int = 8,
+    trust_pickle: bool = False,
 ) -> PredictionResult:
     """Facial-expression probabilities of one video, per window and for the whole video.
 
@@ -255,6 +293,7 @@ def predict(
 
     Overall probabilities are time-weighted: the mean of the windows' probabilities, each window
     weighted by the number of frames it covers. ``annotate``: write an annotated mp4 copy there.
+    ``trust_pickle``: allow full unpickling of an official checkpoint (only a file you trust).
     """
     settings = PredictSettings(
         frame_stride=frame_stride,
@@ -264,7 +303,9 @@ def predict(
         batch_size=batch_size,
         max_frames=max_frames,
     )
-    predictor = Predictor(checkpoint, class_names=class_names, device=device, settings=settings)
+    predictor = Predictor(
+        checkpoint, class_names=class_names, device=device, settings=settings, trust_pickle=trust_pickle
+    )
     return predictor.predict(path, annotate=annotate)
 
 
