@@ -441,3 +441,15 @@ def test_video_too_large_for_memory_is_refused_before_decoding(predictor, tmp_pa
     monkeypatch.setattr(pipeline, "_available_memory", lambda: 100_000)  # 10 x 64 x 96 x 3 = 184,320 bytes
     with pytest.raises(pipeline.VideoTooLongError, match=r"big.mp4: 10 frames of 96x64 need .* cut it"):
         predictor.predict(video)
+
+
+@pytest.mark.slow
+def test_official_checkpoint_without_class_names_speaks_dfew_labels(tmp_path):
+    from maedfer.models.official import maedfer_to_official
+
+    model = create_model("lgi_former_tiny_patch16_160", num_classes=7, init=False)  # the smallest official size
+    path = tmp_path / "official.pth"
+    torch.save({"model": maedfer_to_official(model.state_dict(), "finetune"), "epoch": 1}, path)
+    loaded = load_for_prediction(path, device="cpu")
+    assert loaded.arch == "lgi_former_tiny_patch16_160" and loaded.class_names == NAMES
+    assert (loaded.num_frames, loaded.img_size) == (16, 160) and "DFEW" in loaded.notes[0]
