@@ -214,3 +214,18 @@ def test_cli_fig4_logs_to_mlflow(setup, tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("figs").experiment_id])
     logged = sorted(Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures"))
     assert logged == ["fig4-mask0.75.png", "fig4-mask0.90.png", "fig4.json"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_figures_on_cuda_match_cpu(setup, tmp_path):
+    root, index = setup
+    cpu = figures.reconstruction_figures(root / "pre.pt", index, tmp_path / "cpu", clip=1, stride=2, device="cpu")
+    gpu = figures.reconstruction_figures(root / "pre.pt", index, tmp_path / "gpu", clip=1, stride=2, device="cuda")
+    for a, b in zip(cpu["figures"], gpu["figures"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3)
+        assert png_size(Path(b["png"])) == png_size(Path(a["png"]))
+    t_cpu = figures.tsne_figure(root / "cls.pt", index, 1, tmp_path / "cpu.png", stride=2, device="cpu")
+    t_gpu = figures.tsne_figure(root / "cls.pt", index, 1, tmp_path / "gpu.png", stride=2, device="cuda")
+    f_cpu, f_gpu = np.load(t_cpu["npz"])["features"], np.load(t_gpu["npz"])["features"]
+    np.testing.assert_allclose(f_gpu, f_cpu, atol=0.1)  # bf16 autocast on the GPU

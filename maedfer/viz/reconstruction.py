@@ -42,7 +42,7 @@ def reconstruction_rows(
     cubes = rearrange(x, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=tub, p1=p, p2=p)
     mean, std = cubes.mean(-2, keepdim=True), cubes.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6
     frames = rearrange(cubes, "b l (p0 pp) c -> b l p0 pp c", p0=tub)  # (1, L, 2, P*P, 3)
-    full = torch.zeros(1, cubes.shape[1], 2, p * p, 3)
+    full = pred.new_zeros(1, cubes.shape[1], 2, p * p, 3)  # on the model's device
     full[mask] = rearrange(pred, "b l (two pp c) -> (b l) two pp c", two=2, c=3)
     app_px = full[:, :, 0] * std + mean  # (1, L, P*P, 3)
     motion_px = full[:, :, 1] * std  # pixel-space difference
@@ -63,7 +63,7 @@ def reconstruction_rows(
         return rearrange(cube_px[0], "(t h w) (p1 p2) c -> t (h p1) (w p2) c", t=t, h=h, w=w, p1=p, p2=p)
 
     rows = [image(frames[:, :, 0]), image(masked_in), image(app_px), image(motion_img), image(second_px)]
-    return (torch.stack(rows).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return (torch.stack(rows).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
 def figure_size_px(num_columns: int) -> tuple[int, int]:
