@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     f4.add_argument("--motion", choices=("gray", "magnitude"), default="gray", help="motion row style")
     f4.add_argument("--stride", type=int, default=4)
     f4.add_argument("--seed", type=int, default=0)
-    f4.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    f4.add_argument("--device", default="auto", help="cpu, cuda or auto")
     common(f4)
 
     f5 = sub.add_parser("fig5", help="t-SNE of a fine-tuned model's test-clip embeddings")
