@@ -252,6 +252,12 @@ def _run_bounded(fn: Callable[[], Any], timeout_s: float, what: str) -> tuple[An
     return box.get("result"), box.get("error")
 
 
+# Public names for other tracking code (e.g. maedfer.results.tracking): a store client with the
+# sqlite start-up lock, and a call bounded in time so that tracking never blocks a stage.
+connect = _connect
+run_bounded = _run_bounded
+
+
 def find_or_create_parent_run(
     experiment: str,
     group: str,

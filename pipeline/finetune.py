@@ -15,6 +15,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from maedfer.io_utils import write_json_atomic
 from maedfer.logging_utils import setup_logging
 from maedfer.train.finetune_loop import FinetuneConfig
 
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                      tags=run_tags(dataset=args.dataset, fold=args.fold, index_checksum=checksum),
                      enabled=tracking) as tracker:
             summary = finetune(cfg, index, args.fold, args.out, tracker=tracker, resume=not args.no_resume)
+            if tracker.run_id is not None:  # links the aggregated table's fold run to this training run
+                write_json_atomic(Path(args.out) / "mlflow_run.json",
+                                  {"run_id": tracker.run_id, "experiment": experiment, "parent_run_id": parent})
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as exc:
         sys.stderr.write(f"finetune: error: {exc}\n")
         return 2

@@ -32,10 +32,10 @@ from maedfer.results.collect import RowResult
 from maedfer.tracking import (
     PARENT_RUN_TAG,
     Tracker,
-    _connect,
-    _run_bounded,
+    connect,
     default_tracking_uri,
     find_or_create_parent_run,
+    run_bounded,
     run_tags,
 )
 
@@ -70,7 +70,7 @@ def delete_child_runs(experiment: str, parent_run_id: str, tracking_uri: str,
     """Soft-delete the runs whose parent is ``parent_run_id``; their count, or None (one warning) on failure."""
 
     def work() -> int:
-        client = _connect(tracking_uri, probe_timeout_s=min(5.0, timeout_s))
+        client = connect(tracking_uri, probe_timeout_s=min(5.0, timeout_s))
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             return 0
@@ -87,7 +87,7 @@ def delete_child_runs(experiment: str, parent_run_id: str, tracking_uri: str,
             client.delete_run(run_id)
         return len(ids)
 
-    count, error = _run_bounded(work, timeout_s, "mlflow-delete-children")
+    count, error = run_bounded(work, timeout_s, "mlflow-delete-children")
     if error:
         logger.warning("MLflow: could not remove the previous fold runs of parent %s (store %s): %s; "
                        "no new runs are logged, to avoid duplicates", parent_run_id, tracking_uri, error)
