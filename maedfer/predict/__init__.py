@@ -18,7 +18,14 @@ import types
 from typing import Any
 
 from maedfer.predict.loading import DEMO_CHECKPOINT, CheckpointError, LoadedModel, load_for_prediction
-from maedfer.predict.pipeline import NoFaceInVideoError, Predictor, PredictSettings, annotated_path, predict
+from maedfer.predict.pipeline import (
+    NoFaceInVideoError,
+    Predictor,
+    PredictSettings,
+    VideoTooLongError,
+    annotated_path,
+    predict,
+)
 from maedfer.predict.result import PredictionResult, TrackPrediction, WindowPrediction
 
 __all__ = [
@@ -30,6 +37,7 @@ __all__ = [
     "PredictionResult",
     "Predictor",
     "TrackPrediction",
+    "VideoTooLongError",
     "WindowPrediction",
     "annotated_path",
     "load_for_prediction",

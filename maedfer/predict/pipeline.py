@@ -199,7 +199,8 @@ class Predictor:
         """Predict one video (or folder of frames); write an annotated copy to ``annotate`` if given.
 
         Raises (all ValueError subclasses, each naming the file): UnreadableVideoError for a missing,
-        empty or undecodable file, NoFaceInVideoError when no frame holds a face.
+        empty or undecodable file, VideoTooLongError when its decoded frames would not fit in memory,
+        NoFaceInVideoError when no frame holds a face.
         """
         s = self.settings
         timing = Timing()
