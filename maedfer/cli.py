@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("maedfer.models.convert_cli", "convert an official MAE-DFER checkpoint to a maedfer model file"),
     "demo-data": ("maedfer.demo.cli", "generate the labelled demo dataset from real faces (DFEW/VoxCeleb2 layouts)"),
     "predict": ("maedfer.predict_cli", "expression probabilities of videos, per window and overall"),
+    "workflow": ("maedfer.workflow.cli", "validate params files, list a target's jobs, write the DVC pipelines"),
 }
 
 log = logging.getLogger("maedfer")

@@ -19,6 +19,8 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, help="dataset name (voxceleb2, dfew, ferv39k, mafw, cremad, ...)")
+    parser.add_argument("--params", default=None,
+                        help="params file: the dataset's adapter and datasets.<name>.ingest settings (flags win)")
     parser.add_argument("--root", required=True, type=Path, help="dataset folder in its owners' layout")
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/shards/dfew")
     parser.add_argument("--size", type=int, default=160, help="stored frame size in pixels (square)")
@@ -38,8 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def apply_params(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """Fill the settings left at their defaults from the params file; returns the adapter name."""
+    if not args.params:
+        return args.dataset
+    from maedfer.workflow.profile import load_profile
+
+    profile = load_profile(args.params)
+    if args.dataset not in profile.datasets:
+        raise ValueError(f"{args.params}: no dataset {args.dataset!r} in datasets ({', '.join(profile.datasets)})")
+    spec = profile.datasets[args.dataset]
+    for key, value in spec.get("ingest", {}).items():
+        if getattr(args, key) == parser.get_default(key):
+            setattr(args, key, value)
+    return spec["adapter"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     from maedfer.data.adapters import get_adapter
     from maedfer.data.faces import MtcnnSettings
@@ -49,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging(args.verbose)
     try:
+        adapter_name = apply_params(args, parser)
+        if not args.root.exists():
+            from maedfer.workflow.plan import missing_root_message
+
+            raise FileNotFoundError(missing_root_message(args.dataset, str(args.root)))
         options = {"use_raw_videos": True} if args.use_raw_videos else {}
-        adapter = get_adapter(args.dataset, args.root, **options)
+        adapter = get_adapter(adapter_name, args.root, **options)
         records = list(adapter.records())  # a list gives the progress bar its total
         report = ingest(
             records,
@@ -63,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             mtcnn=MtcnnSettings(margin=args.margin),
             device=args.device,
-            dataset=args.dataset.lower(),
+            dataset=adapter_name.lower(),
             class_names=list(adapter.class_names),
             num_folds=getattr(adapter, "num_folds", None),
             adapter_skipped=adapter.skipped,

@@ -1,0 +1,124 @@
+"""The schema of a params file (params.yaml, params/demo.yaml): structure and types (JSON Schema).
+
+Cross references (an experiment's pretraining, a table's experiments, datasets and folds, the
+paper's row keys) are checked by :func:`maedfer.workflow.profile.load_profile` after this schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_NUM = {"type": "number"}
+_INT = {"type": "integer"}
+_POS_INT = {"type": "integer", "minimum": 1}
+_NONNEG_INT = {"type": "integer", "minimum": 0}
+_STR = {"type": "string", "minLength": 1}
+_BOOL = {"type": "boolean"}
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]*$"}  # used in paths, rule and stage names
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), extra: bool = False) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": extra}
+
+
+def _named(value: dict[str, Any]) -> dict[str, Any]:
+    """A mapping name -> value whose names are safe in paths and stage names."""
+    return {"type": "object", "propertyNames": _NAME, "additionalProperties": value, "minProperties": 1}
+
+
+RESOURCES = _obj({"gpus": _NONNEG_INT, "cpus": _POS_INT, "mem_mb": _POS_INT, "runtime": _POS_INT},
+                 required=("gpus",))
+
+ARCH_KWARGS = {"type": "object"}  # checked against the model factory when the stage builds the model
+
+PRETRAIN_SETTINGS = {
+    "arch": _STR,
+    "arch_kwargs": ARCH_KWARGS,
+    "epochs": _NONNEG_INT,
+    "warmup_epochs": _NONNEG_INT,
+    "batch_size": _POS_INT,
+    "accum_steps": _POS_INT,
+    "base_lr": _NUM,
+    "base_min_lr": _NUM,
+    "weight_decay": _NUM,
+    "clip_grad": {"type": ["number", "null"]},
+    "stride": _POS_INT,
+    "num_workers": _NONNEG_INT,
+    "seed": _INT,
+    "save_every_steps": _NONNEG_INT,
+    "preview_every_epochs": _NONNEG_INT,
+    "compile": _BOOL,
+    "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
+}
+
+FINETUNE_SETTINGS = {
+    "arch": _STR,
+    "arch_kwargs": ARCH_KWARGS,
+    "epochs": _POS_INT,
+    "warmup_epochs": _NONNEG_INT,
+    "batch_size": _POS_INT,
+    "base_lr": _NUM,
+    "base_min_lr": _NUM,
+    "weight_decay": _NUM,
+    "layer_decay": _NUM,
+    "drop_path": _NUM,
+    "mixup": _NUM,
+    "cutmix": _NUM,
+    "label_smoothing": _NUM,
+    "num_workers": _NONNEG_INT,
+    "seed": _INT,
+    "test_best": _BOOL,
+    "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
+}
+
+FOLDS = {"oneOf": [{"const": "all"}, {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True}]}
+
+SCHEMA: dict[str, Any] = _obj(
+    {
+        "profile": _NAME,
+        "demo_data": _obj({"out": _STR, "args": {"type": "object"}}, required=("out",)),
+        "paths": _obj({"shards": _STR, "runs": _STR, "results": _STR}, required=("shards", "runs", "results")),
+        "mlflow": _obj({"experiment": _STR, "tracking": _BOOL}, required=("experiment",)),
+        "datasets": _named(_obj(
+            {
+                "adapter": _STR,
+                "root": _STR,
+                "folds": {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True},
+                "stride": _POS_INT,
+                "ingest": _obj({"size": _POS_INT, "workers": _NONNEG_INT, "use_raw_videos": _BOOL,
+                                "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 100},
+                                "shard_mb": _NUM, "margin": _NUM, "device": {"type": ["string", "null"]}}),
+            },
+            required=("adapter", "root"),
+        )),
+        "pretrain": _obj(
+            {
+                "dataset": _NAME,
+                "defaults": _obj(PRETRAIN_SETTINGS, required=("arch", "epochs", "batch_size")),
+                "resources": RESOURCES,
+                "runs": _named(_obj(PRETRAIN_SETTINGS)),
+            },
+            required=("dataset", "defaults", "runs"),
+        ),
+        "finetune": _obj(
+            {
+                "defaults": _obj(FINETUNE_SETTINGS, required=("arch", "epochs", "batch_size")),
+                "resources": RESOURCES,
+                "experiments": _named(_obj({"pretraining": {"type": ["string", "null"]}, **FINETUNE_SETTINGS},
+                                           required=("pretraining",))),
+            },
+            required=("defaults", "experiments"),
+        ),
+        "tables": _named(_obj(
+            {"datasets": _named(FOLDS), "rows": _named(_NAME)},
+            required=("datasets", "rows"),
+        )),
+        "figures": _obj({
+            "fig4": _obj({"pretraining": _NAME, "ratios": {"type": "array", "items": _NUM, "minItems": 1},
+                          "clip_index": _NONNEG_INT, "seed": _INT}, required=("pretraining",)),
+            "fig5": _obj({"experiment": _NAME, "dataset": _NAME, "fold": _POS_INT},
+                         required=("experiment", "dataset", "fold")),
+        }),
+    },
+    required=("profile", "paths", "mlflow", "datasets", "pretrain", "finetune", "tables"),
+)
