@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=None,
         metavar="PATH",
         help="maedfer model file or official fine-tuned checkpoint (default: the demo model "
-        "runs/demo/finetune/dfew/fold1/model.pt)",
+        "runs/demo/finetune/mae_dfer/dfew/fold1/model.pt)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (schema maedfer.predict.batch/1)")
     p.add_argument(

@@ -252,3 +252,13 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
     tables = client.get_experiment_by_name("tiny")
     parents = client.search_runs([tables.experiment_id], "attributes.run_name = 'table5'")
     assert len(parents) == 1
+
+
+def test_slurm_profile_sizes_jobs_from_the_params_file():
+    r = subprocess.run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "-n", "-F", "reproduce_table5"],
+                       capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r"rule (\S+):\n(.*?)\n\n", r.stdout, re.S)}
+    assert "gpu=4" in blocks["paper_pretrain_mae_dfer"] and "runtime=4320" in blocks["paper_pretrain_mae_dfer"]
+    assert "gpu=1" in blocks["paper_finetune_mae_dfer_dfew_fold1"]
+    assert "torchrun --standalone --nproc_per_node=4 pipeline/pretrain.py" in r.stdout

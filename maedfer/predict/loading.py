@@ -14,7 +14,7 @@ from maedfer.data.adapters.dfew import DFEWAdapter
 log = logging.getLogger(__name__)
 
 # The demo pipeline's fine-tuned model (``snakemake --cores 2 demo``), relative to the working folder.
-DEMO_CHECKPOINT = Path("runs/demo/finetune/dfew/fold1/model.pt")
+DEMO_CHECKPOINT = Path("runs/demo/finetune/mae_dfer/dfew/fold1/model.pt")
 
 
 class CheckpointError(ValueError):

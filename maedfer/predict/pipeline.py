@@ -283,7 +283,7 @@ def predict(
     """Facial-expression probabilities of one video, per window and for the whole video.
 
     ``checkpoint``: a maedfer model file or an official fine-tuned MAE-DFER checkpoint (default: the
-    demo run's ``runs/demo/finetune/dfew/fold1/model.pt``). Class names come from ``class_names``,
+    demo run's ``runs/demo/finetune/mae_dfer/dfew/fold1/model.pt``). Class names come from ``class_names``,
     else the checkpoint, else DFEW's seven for a 7-class model.
 
     Faces: MTCNN on every ``detect_every``-th frame, the largest face (every face track with
