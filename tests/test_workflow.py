@@ -19,7 +19,7 @@ from maedfer.workflow.profile import PRETRAIN_ONLY_KEYS, ParamsError, load_profi
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def _params(name: str = "params.yaml") -> dict:
