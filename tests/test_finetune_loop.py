@@ -135,3 +135,21 @@ def test_two_process_ddp_finetune(index, tmp_path):
     assert metrics["num_samples"] == 4 and set(metrics) >= {"uar", "war", "confusion_matrix"}
     rows = list(csv.DictReader((tmp_path / "ddp" / "predictions.csv").open()))
     assert sorted(r["clip_id"] for r in rows) == ["clip000", "clip002", "clip004", "clip006"]
+
+
+def test_augmentation_settings_reach_the_training_loader(index, tmp_path, monkeypatch):
+    import maedfer.train.finetune_loop as fl
+
+    seen = {}
+    real = fl.finetune_train_transform
+
+    def spy(size, **kw):
+        seen.update(kw, size=size)
+        return real(size, **kw)
+
+    monkeypatch.setattr(fl, "finetune_train_transform", spy)
+    finetune(_cfg(epochs=1, auto_augment=None, crop_scale=(0.6, 1.0), reprob=0.0), index, fold=1,
+             out_dir=tmp_path / "light")
+    assert seen == {"size": 64, "auto_augment": None, "scale": (0.6, 1.0), "reprob": 0.0}
+    with pytest.raises(ValueError, match="lower --warmup-epochs"):
+        finetune(_cfg(epochs=1, warmup_epochs=3), index, fold=1, out_dir=tmp_path / "bad")

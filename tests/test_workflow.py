@@ -203,9 +203,9 @@ def _tiny_profile(tmp_path: Path) -> Path:
     data["mlflow"]["experiment"] = "tiny"
     pre = data["pretrain"]["defaults"]
     pre.update(epochs=1, warmup_epochs=0, batch_size=2, preview_every_epochs=0, num_workers=0)
-    pre["arch_kwargs"].update(img_size=64, region_size=[2, 2, 2])
+    pre["arch_kwargs"].update(img_size=64, region_size=[2, 2, 2], mask_ratio=0.75)
     ft = data["finetune"]["defaults"]
-    ft.update(epochs=1, warmup_epochs=0, batch_size=4, num_workers=0, max_steps_per_epoch=3)
+    ft.update(epochs=2, warmup_epochs=0, batch_size=4, num_workers=0, max_steps_per_epoch=3)
     ft["arch_kwargs"].update(img_size=64, region_size=[2, 2, 2])
     return _write(tmp_path, data, "tiny.yaml")
 

@@ -27,6 +27,7 @@ from maedfer.data.datasets import FinetuneDataset, make_loader
 from maedfer.data.mixup import Mixup, SoftTargetCrossEntropy
 from maedfer.data.sampling import derive_rng
 from maedfer.data.shards import index_metadata, read_index
+from maedfer.data.transforms import finetune_train_transform
 from maedfer.io_utils import save_torch_atomic, write_json_atomic, write_text_atomic
 from maedfer.metrics import compute_metrics, gather_predictions, plot_confusion_matrix
 from maedfer.models import create_model, save_model
@@ -60,6 +61,10 @@ class FinetuneConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None
     test_best: bool = False  # also run the 2-clip test with the best-validation-UAR epoch's weights (*_best files)
+    # Training augmentation (the authors' by default). A tiny model on a small set (the demo) may need less:
+    auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
+    reprob: float = 0.25  # random erasing probability (same box in every frame)
 
 
 def load_pretrained_encoder(model: torch.nn.Module, path: str | Path) -> None:
@@ -138,7 +143,12 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
 
     pe = model.encoder.patch_embed
     common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed)
-    train_set = FinetuneDataset(index_path, fold, "train", "train", **common)
+    if cfg.warmup_epochs > cfg.epochs:
+        raise ValueError(f"warmup_epochs ({cfg.warmup_epochs}) is more than epochs ({cfg.epochs}); "
+                         "lower --warmup-epochs")
+    augment = finetune_train_transform(pe.img_size, auto_augment=cfg.auto_augment, scale=tuple(cfg.crop_scale),
+                                       reprob=cfg.reprob)
+    train_set = FinetuneDataset(index_path, fold, "train", "train", transform=augment, **common)
     val_set = FinetuneDataset(index_path, fold, "test", "val", **common)
     test_set = FinetuneDataset(index_path, fold, "test", "test", **common)
     loader_kw = dict(num_workers=cfg.num_workers, num_replicas=dist.world_size, rank=dist.rank,
@@ -183,8 +193,10 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
             video, label = video.to(device, non_blocking=True), label.to(device)
             if mixup is not None:
                 video, target = mixup(video, label, rng=derive_rng(cfg.seed, global_step, dist.rank))
-            else:
-                target = torch.nn.functional.one_hot(label, len(class_names)).float()
+            else:  # label smoothing on its own (timm's LabelSmoothingCrossEntropy)
+                n = len(class_names)
+                target = torch.nn.functional.one_hot(label, n).float() * (1 - cfg.label_smoothing) + \
+                    cfg.label_smoothing / n
             schedule.step()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 logits = train_model(video)

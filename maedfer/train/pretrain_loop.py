@@ -110,6 +110,9 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
                          drop_last=True, num_replicas=dist.world_size, rank=dist.rank,
                          pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+    if cfg.warmup_epochs > cfg.epochs:
+        raise ValueError(f"warmup_epochs ({cfg.warmup_epochs}) is more than epochs ({cfg.epochs}); "
+                         "lower --warmup-epochs")
     micro_per_epoch = len(loader)
     if micro_per_epoch < cfg.accum_steps:
         raise ValueError(f"{index_path}: {len(dataset)} clips give {micro_per_epoch} batches of {cfg.batch_size} "

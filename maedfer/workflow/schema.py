@@ -69,6 +69,9 @@ FINETUNE_SETTINGS = {
     "seed": _INT,
     "test_best": _BOOL,
     "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
+    "auto_augment": {"type": ["string", "null"]},
+    "crop_scale": {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2},
+    "reprob": _NUM,
 }
 
 FOLDS = {"oneOf": [{"const": "all"}, {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True}]}
