@@ -92,3 +92,28 @@ def test_pretrain_stage_cli_tracks_in_mlflow(index, tmp_path):
     bad = subprocess.run(cmd[:2] + ["--index", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "index not found" in bad.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_pretraining_with_accumulation(index, tmp_path):
+    """torchrun, 2 gloo processes, 2 micro-batches per update (DDP no_sync on the first): the effective batch
+    counts every rank and micro-batch, and the run writes the model and one history record per epoch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
+           "pipeline/pretrain.py", "--index", str(index), "--out", str(tmp_path / "ddp"), "--no-tracking",
+           "--arch", "pretrain_lgi_former_test", "--arch-kwargs",
+           json.dumps(dict(img_size=64, num_frames=8, region_size=[2, 2, 4], mask_ratio=0.75)),
+           "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "1", "--accum-steps", "2", "--num-workers", "0",
+           "--stride", "2", "--preview-every-epochs", "0"]
+    proc = subprocess.run(cmd, cwd=repo, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["total_batch"] == 4 and summary["global_step"] == 2  # 8 clips / (1 x 2 micro x 2 ranks)
+    assert load_model(tmp_path / "ddp" / "model.pt").arch == "pretrain_lgi_former_test"
+    assert len(json.loads((tmp_path / "ddp" / "history.json").read_text())) == 1

@@ -16,6 +16,7 @@ import yaml
 from maedfer.workflow.dvc import write_dvc_files
 from maedfer.workflow.plan import build_plan
 from maedfer.workflow.profile import PRETRAIN_ONLY_KEYS, ParamsError, load_profile
+from tests.helpers import rest_json, running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -249,9 +250,23 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
     folds = [r for r in client.search_runs([train.experiment_id]) if "fold" in r.data.tags]
     assert sorted(r.data.tags["fold"] for r in folds) == ["1", "2"]
     assert all("test/uar" in r.data.metrics for r in folds)
-    tables = client.get_experiment_by_name("tiny")
-    parents = client.search_runs([tables.experiment_id], "attributes.run_name = 'table5'")
-    assert len(parents) == 1
+
+    # The table's fold runs through the REST API of an MLflow server over the store the run wrote.
+    with running_mlflow_server(env["MLFLOW_TRACKING_URI"], tmp_path) as base:
+        exp = rest_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny")["experiment"]
+        parents = rest_json(f"{base}/api/2.0/mlflow/runs/search",
+                            {"experiment_ids": [exp["experiment_id"]], "filter": "attributes.run_name = 'table5'"})
+        assert len(parents["runs"]) == 1
+        parent = parents["runs"][0]["info"]["run_id"]
+        children = rest_json(f"{base}/api/2.0/mlflow/runs/search",
+                             {"experiment_ids": [exp["experiment_id"]],
+                              "filter": f"tags.`mlflow.parentRunId` = '{parent}'"})["runs"]
+        assert len(children) == 2
+        for run in children:
+            tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+            got = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+            want = json.loads((tmp_path / f"runs/finetune/mae_dfer/dfew/fold{tags['fold']}/metrics.json").read_text())
+            assert got["test/uar"] == pytest.approx(want["uar"]) and got["test/war"] == pytest.approx(want["war"])
 
 
 def test_slurm_profile_sizes_jobs_from_the_params_file():

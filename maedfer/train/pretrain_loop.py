@@ -12,6 +12,7 @@ training state, so a run killed after any saved step and resumed ends with the s
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -161,11 +162,15 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
                 mask = unwrap_model(model).sample_mask(
                     video.shape[0], generator=_mask_generator(cfg.seed, global_step, micro, dist.rank),
                     device=device)
-                with _autocast(device):
-                    pred = forward(video, mask)
-                out = model.loss(video, pred, mask)
-                losses.append(out["loss"].detach())
-                (out["loss"] / cfg.accum_steps).backward()
+                # DDP: all-reduce the gradients once per update, on the last micro-batch only
+                last = micro == cfg.accum_steps - 1
+                sync = train_model.no_sync() if dist.distributed and not last else contextlib.nullcontext()
+                with sync:
+                    with _autocast(device):
+                        pred = forward(video, mask)
+                    out = model.loss(video, pred, mask)
+                    losses.append(out["loss"].detach())
+                    (out["loss"] / cfg.accum_steps).backward()
             loss = torch.stack(losses).mean()
             if not torch.isfinite(loss):
                 skipped_total += 1
