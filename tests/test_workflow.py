@@ -277,3 +277,16 @@ def test_slurm_profile_sizes_jobs_from_the_params_file():
     assert "gpu=4" in blocks["paper_pretrain_mae_dfer"] and "runtime=4320" in blocks["paper_pretrain_mae_dfer"]
     assert "gpu=1" in blocks["paper_finetune_mae_dfer_dfew_fold1"]
     assert "torchrun --standalone --nproc_per_node=4 pipeline/pretrain.py" in r.stdout
+
+
+def test_workflow_jobs_lists_a_target_and_names_missing_datasets(tmp_path):
+    data = _params()
+    for spec in data["datasets"].values():
+        spec["root"] = str(tmp_path / "raw" / spec["adapter"])
+    path = _write(tmp_path, data)
+    r = subprocess.run([str(BIN / "maedfer"), "workflow", "jobs", "--params", str(path), "--target", "reproduce_table6"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    jobs = json.loads(r.stdout)
+    assert [j["name"] for j in jobs][-1] == "aggregate_table6" and len(jobs) == 7
+    assert "dataset folder for 'ferv39k' not found" in r.stderr and "'dfew'" not in r.stderr

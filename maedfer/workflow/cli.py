@@ -41,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
             if args.target not in plan.targets:
                 raise ParamsError(f"{args.params}: no target {args.target!r}; targets: {', '.join(plan.targets)}")
             jobs = plan.closure(plan.targets[args.target])
+            from maedfer.workflow.plan import missing_root_message
+
+            for dataset, root in plan.missing_roots(plan.targets[args.target]):  # what a real run would stop on
+                sys.stderr.write(f"note: {missing_root_message(dataset, root)}\n")
             sys.stdout.write(json.dumps([{"name": j.name, "cmd": j.shell, "inputs": j.inputs, "outputs": j.outputs}
                                          for j in jobs], indent=1) + "\n")
             return 0
