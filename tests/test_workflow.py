@@ -284,8 +284,8 @@ def test_workflow_jobs_lists_a_target_and_names_missing_datasets(tmp_path):
     for spec in data["datasets"].values():
         spec["root"] = str(tmp_path / "raw" / spec["adapter"])
     path = _write(tmp_path, data)
-    r = subprocess.run([str(BIN / "maedfer"), "workflow", "jobs", "--params", str(path), "--target", "reproduce_table6"],
-                       capture_output=True, text=True)
+    cmd = [str(BIN / "maedfer"), "workflow", "jobs", "--params", str(path), "--target", "reproduce_table6"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     jobs = json.loads(r.stdout)
     assert [j["name"] for j in jobs][-1] == "aggregate_table6" and len(jobs) == 7

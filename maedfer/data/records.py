@@ -13,10 +13,10 @@ Contract (shared by every part of ``maedfer.data``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class FaceMode(str, Enum):
+class FaceMode(StrEnum):
     """How the ingest stage turns raw frames into face crops."""
 
     FIXED_UPPER_CENTRE = "fixed_upper_centre"  # VoxCeleb2: rows 0-159, cols 32-191 of 224x224
@@ -24,7 +24,7 @@ class FaceMode(str, Enum):
     MTCNN = "mtcnn"  # detect + track + square crop with margin (lab datasets, any raw video)
 
 
-class SourceKind(str, Enum):
+class SourceKind(StrEnum):
     VIDEO = "video"  # one video file
     FRAMES = "frames"  # a folder of image files, frame order = natural sort of file names
 
