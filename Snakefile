@@ -95,7 +95,7 @@ def _define(profile, job):
             mem_mb=job.resources.get("mem_mb", 4000),
             runtime=job.resources.get("runtime", 60),
         shell:
-            "OMP_NUM_THREADS={threads} {params.cmd}"
+            "{params.cmd}"  # starts with `env OMP_NUM_THREADS=<cpus per process>` (maedfer.workflow.plan)
 
 
 if PAPER.profile.name == DEMO.profile.name:

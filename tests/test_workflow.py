@@ -132,7 +132,7 @@ def _snakemake_jobs(*args: str) -> dict[str, dict]:
             continue
         cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
         jobs[m.group(1)] = {
-            "cmd": re.sub(r"^OMP_NUM_THREADS=\d+ ", "", cmd),
+            "cmd": cmd,
             "inputs": sorted(field["input"].group(1).split(", ")) if field["input"] else [],
             "outputs": sorted(field["output"].group(1).split(", ")),
         }

@@ -57,6 +57,12 @@ class Plan:
 
     def add(self, job: Job) -> Job:
         if job.name not in self.jobs:
+            # torch's intra-op threads per process, fixed by the params file rather than by whoever runs the job:
+            # float reductions depend on the thread count, so this is what makes a Snakemake run and a DVC run
+            # (or a laptop and a cluster node) produce the same weights and the same table.
+            procs = max(1, int(job.resources.get("gpus", 0)))
+            threads = max(1, int(job.resources.get("cpus", 1)) // procs)
+            job.cmd = ["env", f"OMP_NUM_THREADS={threads}", *job.cmd]
             script = next((a for a in job.cmd if a.startswith("pipeline/") and a.endswith(".py")), None)
             if script is not None:  # the stage's code: editing it re-runs the stage (Snakemake and DVC)
                 job.inputs.append(script)
