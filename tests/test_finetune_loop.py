@@ -43,11 +43,23 @@ def test_finetune_writes_every_output(index, tmp_path):
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and history == summary["history"]
     assert set(history[0]) == {"epoch", "train/loss", "val/uar", "val/war", "train/clips_per_s"}
-    # a re-run finds the finished checkpoint: no training (same history, same file), same outputs
+    # A re-run into the folder of a finished run (Snakemake / DVC after its inputs, e.g. the pre-trained
+    # encoder, or the code changed) trains again from the start rather than resuming the old run's end state;
+    # with the same inputs it reproduces the run exactly. The old run's checkpoints are kept aside.
     mtime = (out / "history.json").stat().st_mtime_ns
     again = finetune(_cfg(), index, fold=1, out_dir=out)
-    assert again["history"] == history and again["metrics"] == metrics
-    assert (out / "history.json").stat().st_mtime_ns == mtime
+    assert [h["train/loss"] for h in again["history"]] == [h["train/loss"] for h in history]
+    assert again["metrics"] == metrics and (out / "history.json").stat().st_mtime_ns != mtime
+    assert (out / "checkpoints.previous" / "finished.json").is_file()
+
+
+def test_finetune_restarts_when_a_setting_changed(index, tmp_path, caplog):
+    out = tmp_path / "fold1"
+    finetune(_cfg(epochs=1), index, fold=1, out_dir=out)
+    changed = finetune(_cfg(epochs=1, base_lr=0.25), index, fold=1, out_dir=out)
+    assert "settings differ (base_lr)" in caplog.text and len(changed["history"]) == 1
+    fresh = finetune(_cfg(epochs=1, base_lr=0.25), index, fold=1, out_dir=tmp_path / "fresh")
+    assert changed["history"][0]["train/loss"] == fresh["history"][0]["train/loss"]
 
 
 def test_finetune_tests_best_validation_epoch(index, tmp_path):

@@ -55,6 +55,34 @@ def test_stop_mid_epoch_and_resume_gives_identical_weights(index, tmp_path):
     assert resumed_history[1]["loss"] == full_history[1]["loss"]
 
 
+def _weights(path):
+    return load_model(path / "model.pt").state_dict()
+
+
+def test_a_finished_run_or_changed_settings_start_afresh(index, tmp_path, caplog):
+    # What Snakemake / DVC do after a setting or the code changed: the same command into the same folder.
+    run = tmp_path / "run"
+    first = pretrain(_cfg(epochs=1), index, run)
+    assert (run / "checkpoints" / "finished.json").is_file()
+    again = pretrain(_cfg(epochs=1), index, run)  # a finished run is not "resumed" into a no-op
+    assert again["global_step"] == 4 and len(again["losses"]) == 4 and again["losses"] == first["losses"]
+    assert (run / "checkpoints.previous" / "finished.json").is_file()  # the old run's state is kept aside
+
+    # A killed run whose settings then change (base_lr) restarts instead of mixing two schedules...
+    pretrain(_cfg(epochs=1, stop_after_steps=2), index, tmp_path / "killed")
+    changed = pretrain(_cfg(epochs=1, base_lr=0.1), index, tmp_path / "killed")
+    assert "settings differ (base_lr)" in caplog.text
+    assert changed["global_step"] == 4 and len(changed["losses"]) == 4
+    pretrain(_cfg(epochs=1, base_lr=0.1), index, tmp_path / "fresh")
+    a, b = _weights(tmp_path / "killed"), _weights(tmp_path / "fresh")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # ... and ends as a fresh run with the new settings would
+
+    # ... while a killed run resumed with other operational settings (workers, save interval) continues.
+    pretrain(_cfg(epochs=1, stop_after_steps=2), index, tmp_path / "ops")
+    resumed = pretrain(_cfg(epochs=1, save_every_steps=1, keep_last=3), index, tmp_path / "ops")
+    assert resumed["global_step"] == 4 and len(resumed["losses"]) == 2
+
+
 def test_gradient_accumulation_gives_the_effective_batch(index, tmp_path):
     one = pretrain(_cfg(epochs=1, batch_size=4), index, tmp_path / "b4")
     two = pretrain(_cfg(epochs=1, batch_size=2, accum_steps=2), index, tmp_path / "b2x2")

@@ -244,11 +244,18 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
     rules = set(re.findall(r"^(?:local)?rule (\S+):$", dry.stdout, re.M))
     assert rules == {"demo_finetune_mae_dfer_dfew_fold1", "demo_finetune_mae_dfer_dfew_fold2",
                      "demo_aggregate_table5", "demo_fig5", "demo_confusion", "demo_curves", "demo"}, rules
+    pretrained = (tmp_path / "runs/pretrain/mae_dfer/model.pt").stat().st_mtime_ns
+    fold_model = (tmp_path / "runs/finetune/mae_dfer/dfew/fold1/model.pt").stat().st_mtime_ns
+    rerun = _run("--cores", "2", "demo", *cfg, env=env)  # the fold runs start afresh, not from the old state
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert (tmp_path / "runs/pretrain/mae_dfer/model.pt").stat().st_mtime_ns == pretrained
+    assert (tmp_path / "runs/finetune/mae_dfer/dfew/fold1/model.pt").stat().st_mtime_ns != fold_model
+    assert "settings differ (base_lr)" in rerun.stderr
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     train = client.get_experiment_by_name("tiny-train")
     folds = [r for r in client.search_runs([train.experiment_id]) if "fold" in r.data.tags]
-    assert sorted(r.data.tags["fold"] for r in folds) == ["1", "2"]
+    assert sorted(r.data.tags["fold"] for r in folds) == ["1", "1", "2", "2"]  # every training run is kept
     assert all("test/uar" in r.data.metrics for r in folds)
 
     # The table's fold runs through the REST API of an MLflow server over the store the run wrote.

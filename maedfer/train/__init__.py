@@ -7,6 +7,8 @@ from maedfer.train.checkpoint import (
     find_resume_checkpoint,
     list_checkpoints,
     load_training_state,
+    mark_finished,
+    resume_or_restart,
     save_training_state,
 )
 from maedfer.train.distributed import (
@@ -35,6 +37,8 @@ __all__ = [
     "build_optimizer",
     "cleanup",
     "find_resume_checkpoint",
+    "mark_finished",
+    "resume_or_restart",
     "get_rank",
     "get_world_size",
     "init_distributed",

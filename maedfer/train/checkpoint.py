@@ -21,6 +21,7 @@ position to resume FROM: after finishing epoch ``e`` pass ``epoch=e + 1, step_in
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import random
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maedfer.io_utils import atomic_path, save_torch_atomic
+from maedfer.io_utils import atomic_path, save_torch_atomic, write_json_atomic
 from maedfer.train.distributed import barrier, get_rank, get_world_size, is_dist, unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "maedfer.training_state"
 VERSION = 1
 LAST_NAME = "checkpoint-last.pt"
+FINISHED_NAME = "finished.json"  # written by mark_finished once the run's outputs are all written
 _NUMBERED = re.compile(r"^checkpoint-(\d+)\.pt$")
 
 
@@ -236,6 +238,57 @@ def find_resume_checkpoint(directory: str | Path) -> Path | None:
             if is_complete(candidate):
                 return candidate
             logger.warning("%s is not a complete checkpoint; skipped", candidate)
+    return None
+
+
+# Settings that do not change a run's trajectory: a killed run may be resumed with other values of these.
+OPERATIONAL_KEYS = frozenset({"num_workers", "save_every_steps", "preview_every_epochs", "keep_last", "max_nonfinite",
+                              "stop_after_steps", "compile"})
+
+
+def mark_finished(directory: str | Path) -> None:
+    """Record that the run owning ``directory`` wrote all its outputs (rank 0; call after the last output)."""
+    if get_rank() == 0:
+        write_json_atomic(Path(directory) / FINISHED_NAME,
+                          {"finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
+
+
+def _plain_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)  # tuples and lists compare equal, as saved
+
+
+def resume_or_restart(directory: str | Path, config: dict[str, Any]) -> Path | None:
+    """The checkpoint that this run continues from, or ``None`` to start afresh.
+
+    Continues the newest checkpoint of an *unfinished* run with the same settings (a killed run,
+    ``OPERATIONAL_KEYS`` aside; one killed during its final test continues with the test). A
+    checkpoint of a *finished* run (:func:`mark_finished`), or one whose settings differ
+    (Snakemake or DVC re-running a job after a setting or the code changed, or a user changing a
+    flag), belongs to another run: the folder is moved to ``<directory>.previous`` (replacing an
+    older one, so nothing of the last run is lost) and this run starts from the beginning.
+    A collective under DDP: call it on every rank.
+    """
+    directory = Path(directory)
+    path = find_resume_checkpoint(directory)
+    if path is None:
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    saved = dict(payload.get("config") or {})
+    now = _to_plain(dict(config), "config")
+    changed = sorted(k for k in set(saved) | set(now)
+                     if k not in OPERATIONAL_KEYS and _plain_json(saved.get(k)) != _plain_json(now.get(k)))
+    del payload
+    finished = (directory / FINISHED_NAME).is_file()
+    if not changed and not finished:
+        return path
+    barrier()  # every rank has read the checkpoint before rank 0 moves it
+    previous = directory.with_name(directory.name + ".previous")
+    if get_rank() == 0:
+        shutil.rmtree(previous, ignore_errors=True)
+        directory.rename(previous)
+        why = f"its settings differ ({', '.join(changed)})" if changed else "that run had finished"
+        logger.warning("%s is from another run (%s): moved to %s; starting afresh", path, why, previous)
+    barrier()
     return None
 
 

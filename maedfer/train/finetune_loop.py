@@ -32,7 +32,7 @@ from maedfer.io_utils import save_torch_atomic, write_json_atomic, write_text_at
 from maedfer.metrics import compute_metrics, gather_predictions, plot_confusion_matrix
 from maedfer.models import create_model, save_model
 from maedfer.models.checkpoint import ModelFileError, read_model_file
-from maedfer.train.checkpoint import find_resume_checkpoint, load_training_state, save_training_state
+from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
 from maedfer.train.distributed import init_distributed, seed_everything
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule
@@ -175,12 +175,12 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     best: dict[str, float] = {"epoch": 0, "val/uar": -1.0}  # best-validation epoch (test_best)
     best_path = out_dir / "checkpoints" / "best-model.pt"
     ckpt_dir = out_dir / "checkpoints"
-    if resume and (path := find_resume_checkpoint(ckpt_dir)) is not None:
+    config = asdict(cfg)
+    if resume and (path := resume_or_restart(ckpt_dir, config)) is not None:
         state = load_training_state(path, model=model, optimizer=optimizer, scheduler=schedule, map_location=device)
         epoch, global_step = state.epoch, state.global_step
         history = list(state.extra.get("history", []))
         best = dict(state.extra.get("best", best))
-    config = asdict(cfg)
     while epoch < cfg.epochs:
         train_loader.sampler.set_epoch(epoch)
         val_loader.sampler.set_epoch(epoch)
@@ -254,4 +254,5 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
                 tracker.log_metrics({"test_best/uar": best_metrics["uar"], "test_best/war": best_metrics["war"],
                                      "test_best/epoch": best["epoch"]}, step=epoch)
                 tracker.log_artifact(out_dir / "metrics_best.json")
+    mark_finished(ckpt_dir)  # a later run into this folder starts afresh instead of resuming this one
     return summary

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from maedfer.data.datasets import PretrainDataset, make_loader
 from maedfer.io_utils import write_json_atomic
 from maedfer.models import create_model, save_model
-from maedfer.train.checkpoint import find_resume_checkpoint, load_training_state, save_training_state
+from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
 from maedfer.train.distributed import init_distributed, seed_everything, unwrap_model
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule
@@ -128,14 +128,14 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
 
     epoch, start_step, global_step = 0, 0, 0
     epochs_log: list[dict[str, float]] = []  # one record per finished epoch -> history.json
-    if resume and (path := find_resume_checkpoint(ckpt_dir)) is not None:
+    config = asdict(cfg)
+    if resume and (path := resume_or_restart(ckpt_dir, config)) is not None:
         state = load_training_state(path, model=model, optimizer=optimizer, scheduler=schedule,
                                     map_location=device)
         epoch, start_step, global_step = state.epoch, state.step_in_epoch, state.global_step
         epochs_log = list(state.extra.get("history", []))
         log.info("resumed from %s (epoch %d, step %d)", path, epoch, start_step)
 
-    config = asdict(cfg)
     skipped_total = nonfinite_run = 0
     history: list[float] = []
     model.train()
@@ -220,5 +220,6 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
                 tracker.log_artifact(preview, artifact_path="previews")
     if dist.is_main:
         save_model(out_dir / "model.pt", model, extra={"pretrain_config": config, "global_step": global_step})
+    mark_finished(ckpt_dir)  # a later run into this folder starts afresh instead of resuming this one
     return {"global_step": global_step, "losses": history, "skipped_steps": skipped_total, "lr": lr,
             "total_batch": total_batch, "final_loss": history[-1] if history else math.nan}
