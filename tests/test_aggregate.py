@@ -7,19 +7,15 @@ import io
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from maedfer.results.aggregate import aggregate_table, load_spec, parse_row_arg
 from maedfer.results.collect import ResultsInputError
+from tests.helpers import rest_json, running_mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 DFEW = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
@@ -305,53 +301,18 @@ def test_mlflow_parent_and_fold_runs_without_duplicates(tmp_path: Path, abc_fold
     assert other.parent_run_id not in (None, first.parent_run_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get_json(url: str, body: dict | None = None, timeout: float = 10.0) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
-                                 method="GET" if body is None else "POST")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read().decode())
-
-
 @pytest.mark.slow
 def test_fold_runs_through_the_mlflow_server_rest_api(tmp_path: Path, abc_folds: list[Path], monkeypatch) -> None:
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    if not mlflow_bin.exists():
-        pytest.skip(f"{mlflow_bin} not found")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1", "--artifacts-destination", str(tmp_path / "artifacts")],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).close()
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    tail = (tmp_path / "server.log").read_text(errors="replace")[-500:]
-                    pytest.skip(f"mlflow server did not start within 60 s (exit {proc.poll()}): {tail}")
-                time.sleep(0.5)
+    # the server keeps artifacts in ./mlartifacts of its working folder (tmp_path)
+    with running_mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path) as base:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", base)
         rows = [parse_row_arg(f"epochs_50:dfew:{abc_folds[0]},{abc_folds[1]}")]
         for _ in range(2):  # the second run replaces the first one's fold runs
             parent = aggregate_table("table2", rows, tmp_path / "out", profile="demo").parent_run_id
             assert parent
-        exp = _get_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=maedfer-tables")
+        exp = rest_json(f"{base}/api/2.0/mlflow/experiments/get-by-name?experiment_name=maedfer-tables")
         exp_id = exp["experiment"]["experiment_id"]
-        found = _get_json(f"{base}/api/2.0/mlflow/runs/search",
+        found = rest_json(f"{base}/api/2.0/mlflow/runs/search",
                           {"experiment_ids": [exp_id], "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
                            "max_results": 100})
         runs = found.get("runs", [])
@@ -363,15 +324,6 @@ def test_fold_runs_through_the_mlflow_server_rest_api(tmp_path: Path, abc_folds:
             assert metrics["test/uar"] == pytest.approx(uar) and metrics["test/war"] == pytest.approx(war)
             tags = {t["key"]: t["value"] for t in by_name[name]["data"]["tags"]}
             assert tags["table"] == "table2" and tags["dataset"] == "dfew"
-        parents = _get_json(f"{base}/api/2.0/mlflow/runs/search",
+        parents = rest_json(f"{base}/api/2.0/mlflow/runs/search",
                             {"experiment_ids": [exp_id], "filter": "tags.`maedfer.role` = 'parent'"})
         assert [r["info"]["run_id"] for r in parents["runs"]] == [parent]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server and its workers (their own session)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
-        log.close()
