@@ -8,3 +8,4 @@ NUM_FRAMES: int = 16
 IMG_SIZE: int = 160
 PATCH_SIZE: int = 16
 TUBELET_SIZE: int = 2
+DEFAULT_STRIDE: int = 4  # frames between the sampled frames of a clip (FERV39k: 1, its dataset setting)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from maedfer.models import create_model, load_model, save_model
-from maedfer.train.finetune_loop import FinetuneConfig, finetune, load_pretrained_encoder
-from maedfer.train.pretrain_loop import PretrainConfig, pretrain
+from maedfer.train.config import FinetuneConfig, PretrainConfig
+from maedfer.train.finetune_loop import finetune, load_pretrained_encoder
+from maedfer.train.pretrain_loop import pretrain
 from tests.test_datasets import write_toy_index
 
 GEOM = dict(img_size=64, num_frames=8, region_size=(2, 2, 4))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from maedfer.models import load_model
-from maedfer.train.pretrain_loop import PretrainConfig, pretrain
+from maedfer.train.config import PretrainConfig
+from maedfer.train.pretrain_loop import pretrain
 from tests.test_datasets import write_toy_index
 
 

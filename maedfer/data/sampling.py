@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from maedfer.constants import NUM_FRAMES
+from maedfer.constants import DEFAULT_STRIDE, NUM_FRAMES
 
-DEFAULT_STRIDE: int = 4
 NUM_TEST_CLIPS: int = 2
 
 

@@ -22,11 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from maedfer.constants import IMG_SIZE
+from maedfer.constants import DEFAULT_STRIDE, IMG_SIZE
 from maedfer.data.datasets import decode_frames
 from maedfer.data.faces import MtcnnSettings, NoFaceError, crop_box
 from maedfer.data.ingest import encode_jpeg
-from maedfer.data.sampling import DEFAULT_STRIDE
 from maedfer.data.transforms import eval_transform
 from maedfer.data.video_io import read_frames
 from maedfer.predict.loading import LoadedModel, load_for_prediction

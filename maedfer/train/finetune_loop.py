@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,38 +33,12 @@ from maedfer.metrics import compute_metrics, gather_predictions, plot_confusion_
 from maedfer.models import create_model, save_model
 from maedfer.models.checkpoint import ModelFileError, read_model_file
 from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
+from maedfer.train.config import FinetuneConfig
 from maedfer.train.distributed import init_distributed, seed_everything
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FinetuneConfig:
-    arch: str = "lgi_former_base_patch16_160"
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # region_size, pool, use_inter, ...
-    init: str | None = None  # maedfer pre-training model.pt, an official checkpoint, or None (from scratch)
-    epochs: int = 100
-    warmup_epochs: int = 5
-    batch_size: int = 32
-    base_lr: float = 1e-3
-    base_min_lr: float = 1e-6
-    weight_decay: float = 0.05
-    layer_decay: float = 0.75
-    drop_path: float = 0.1
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    label_smoothing: float = 0.1
-    stride: int = 4
-    num_workers: int = 8
-    seed: int = 0
-    max_steps_per_epoch: int | None = None
-    test_best: bool = False  # also run the 2-clip test with the best-validation-UAR epoch's weights (*_best files)
-    # Training augmentation (the authors' by default). A tiny model on a small set (the demo) may need less:
-    auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
-    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
-    reprob: float = 0.25  # random erasing probability (same box in every frame)
 
 
 def load_pretrained_encoder(model: torch.nn.Module, path: str | Path) -> None:

@@ -17,7 +17,7 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from maedfer.data.datasets import PretrainDataset, make_loader
 from maedfer.io_utils import write_json_atomic
 from maedfer.models import create_model, save_model
 from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
+from maedfer.train.config import PretrainConfig
 from maedfer.train.distributed import init_distributed, seed_everything, unwrap_model
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule
@@ -37,31 +38,6 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(RuntimeError):
     """Too many consecutive steps with a non-finite loss."""
-
-
-@dataclass
-class PretrainConfig:
-    arch: str = "pretrain_lgi_former_base_patch16_160"
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # region_size, mask_ratio, appearance_weight, ...
-    epochs: int = 50
-    warmup_epochs: int = 5
-    batch_size: int = 32  # per process and micro-batch
-    accum_steps: int = 1  # micro-batches per update: effective batch = batch_size x accum_steps x world size
-    base_lr: float = 3e-4
-    base_min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    clip_grad: float | None = None
-    stride: int = 4
-    num_workers: int = 8
-    seed: int = 0
-    save_every_steps: int = 0  # 0: only at epoch ends
-    preview_every_epochs: int = 10  # reconstruction preview PNG (paper Fig. 4); 0: never
-    keep_last: int = 2
-    max_nonfinite: int = 20
-    max_steps_per_epoch: int | None = None  # cap (tests, smoke runs)
-    stop_after_steps: int | None = None  # end the run after this many updates (e.g. to test resume)
-    compile: bool = False
 
 
 def _mask_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:

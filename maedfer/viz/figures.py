@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from maedfer.constants import DEFAULT_STRIDE
 from maedfer.data.datasets import FinetuneDataset, PretrainDataset, Split, make_loader
-from maedfer.data.sampling import DEFAULT_STRIDE
 from maedfer.data.transforms import eval_transform
 from maedfer.io_utils import write_json_atomic
 from maedfer.masking import TubeWindowMaskGenerator

@@ -1,0 +1,69 @@
+"""Typed settings of the two training stages: the paper's recipe as defaults (ARCHITECTURE.md).
+
+``PretrainConfig`` is the ``pretrain.defaults`` section of a params file (plus a run's overrides),
+``FinetuneConfig`` the ``finetune.defaults`` section (plus an experiment's overrides). Both are
+recorded in every checkpoint: a killed run resumes only with the same settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from maedfer.constants import DEFAULT_STRIDE
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training settings (``pretrain.defaults`` of a params file)."""
+
+    arch: str = "pretrain_lgi_former_base_patch16_160"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # region_size, mask_ratio, appearance_weight, ...
+    epochs: int = 50
+    warmup_epochs: int = 5
+    batch_size: int = 32  # per process and micro-batch
+    accum_steps: int = 1  # micro-batches per update: effective batch = batch_size x accum_steps x world size
+    base_lr: float = 3e-4
+    base_min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    clip_grad: float | None = None
+    stride: int = DEFAULT_STRIDE
+    num_workers: int = 8
+    seed: int = 0
+    save_every_steps: int = 0  # 0: only at epoch ends
+    preview_every_epochs: int = 10  # reconstruction preview PNG (paper Fig. 4); 0: never
+    keep_last: int = 2
+    max_nonfinite: int = 20
+    max_steps_per_epoch: int | None = None  # cap (tests, smoke runs)
+    stop_after_steps: int | None = None  # end the run after this many updates (e.g. to test resume)
+    compile: bool = False
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning settings (``finetune.defaults`` of a params file)."""
+
+    arch: str = "lgi_former_base_patch16_160"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)  # region_size, pool, use_inter, ...
+    init: str | None = None  # maedfer pre-training model.pt, an official checkpoint, or None (from scratch)
+    epochs: int = 100
+    warmup_epochs: int = 5
+    batch_size: int = 32
+    base_lr: float = 1e-3
+    base_min_lr: float = 1e-6
+    weight_decay: float = 0.05
+    layer_decay: float = 0.75
+    drop_path: float = 0.1
+    mixup: float = 0.8
+    cutmix: float = 1.0
+    label_smoothing: float = 0.1
+    stride: int = DEFAULT_STRIDE
+    num_workers: int = 8
+    seed: int = 0
+    max_steps_per_epoch: int | None = None
+    test_best: bool = False  # also run the 2-clip test with the best-validation-UAR epoch's weights (*_best files)
+    # Training augmentation (the authors' by default). A tiny model on a small set (the demo) may need less:
+    auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
+    reprob: float = 0.25  # random erasing probability (same box in every frame)
