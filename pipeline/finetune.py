@@ -19,7 +19,7 @@ from pathlib import Path
 
 from maedfer.io_utils import write_json_atomic
 from maedfer.logging_utils import setup_logging
-from maedfer.train.config import FinetuneConfig
+from maedfer.settings import FinetuneConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from maedfer.logging_utils import setup_logging
-from maedfer.train.config import PretrainConfig
+from maedfer.settings import PretrainConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maedfer.models import create_model, load_model, save_model
-from maedfer.train.config import FinetuneConfig, PretrainConfig
+from maedfer.settings import FinetuneConfig, PretrainConfig
 from maedfer.train.finetune_loop import finetune, load_pretrained_encoder
 from maedfer.train.pretrain_loop import pretrain
 from tests.test_datasets import write_toy_index

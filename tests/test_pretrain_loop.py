@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from maedfer.models import load_model
-from maedfer.train.config import PretrainConfig
+from maedfer.settings import PretrainConfig
 from maedfer.train.pretrain_loop import pretrain
 from tests.test_datasets import write_toy_index
 

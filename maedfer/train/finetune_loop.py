@@ -33,7 +33,7 @@ from maedfer.metrics import compute_metrics, gather_predictions, plot_confusion_
 from maedfer.models import create_model, save_model
 from maedfer.models.checkpoint import ModelFileError, read_model_file
 from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
-from maedfer.train.config import FinetuneConfig
+from maedfer.settings import FinetuneConfig
 from maedfer.train.distributed import init_distributed, seed_everything
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule

@@ -28,7 +28,7 @@ from maedfer.data.datasets import PretrainDataset, make_loader
 from maedfer.io_utils import write_json_atomic
 from maedfer.models import create_model, save_model
 from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
-from maedfer.train.config import PretrainConfig
+from maedfer.settings import PretrainConfig
 from maedfer.train.distributed import init_distributed, seed_everything, unwrap_model
 from maedfer.train.optim import build_optimizer, scaled_lr
 from maedfer.train.schedule import WarmupCosineSchedule
