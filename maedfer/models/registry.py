@@ -15,6 +15,7 @@ from maedfer.models.classifier import VideoClassifier
 from maedfer.models.lgi_former import LGIFormer
 from maedfer.models.pretrain import MAEPretrainModel
 from maedfer.models.vit import ViTEncoder
+from maedfer.settings.arch_names import PRETRAIN_ONLY_KEYS
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -80,11 +81,8 @@ def _vit_classifier(
     return model
 
 
-_PRETRAIN_KEYS = ("mask_ratio", "appearance_weight", "token_order", "decoder_dim", "decoder_depth", "decoder_heads")
-
-
 def _lgi_pretrain(size: str, decoder: str = "base", init: bool = True, **kwargs: Any) -> MAEPretrainModel:
-    head_kwargs = {**DECODER_SIZES[decoder], **_split(kwargs, _PRETRAIN_KEYS)}
+    head_kwargs = {**DECODER_SIZES[decoder], **_split(kwargs, PRETRAIN_ONLY_KEYS)}
     encoder = LGIFormer(**{**LGI_SIZES[size], **kwargs}, final_norm=True)
     model = MAEPretrainModel(encoder, **head_kwargs)
     if init:
@@ -93,7 +91,7 @@ def _lgi_pretrain(size: str, decoder: str = "base", init: bool = True, **kwargs:
 
 
 def _vit_pretrain(size: str, decoder: str = "base", init: bool = True, **kwargs: Any) -> MAEPretrainModel:
-    head_kwargs = {**DECODER_SIZES[decoder], **_split(kwargs, _PRETRAIN_KEYS)}
+    head_kwargs = {**DECODER_SIZES[decoder], **_split(kwargs, PRETRAIN_ONLY_KEYS)}
     encoder = ViTEncoder(**{**VIT_SIZES[size], **kwargs}, final_norm=True)
     model = MAEPretrainModel(encoder, **head_kwargs)
     if init:
@@ -167,9 +165,3 @@ def pretrain_vit_test(**kwargs: Any) -> MAEPretrainModel:
     kwargs.setdefault("decoder", "test")
     return _vit_pretrain("test", **kwargs)
 
-
-def classifier_name_for(pretrain_arch: str) -> str:
-    """The fine-tuning factory matching a pre-training factory (``pretrain_X`` -> ``X``)."""
-    if not pretrain_arch.startswith("pretrain_"):
-        raise ValueError(f"{pretrain_arch!r} is not a pre-training model name")
-    return pretrain_arch[len("pretrain_") :]
