@@ -15,7 +15,7 @@ import yaml
 
 from maedfer.workflow.dvc import write_dvc_files
 from maedfer.workflow.plan import build_plan
-from maedfer.workflow.profile import PRETRAIN_ONLY_KEYS, ParamsError, load_profile
+from maedfer.workflow.profile import ParamsError, load_profile
 from tests.helpers import rest_json, running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,12 +68,6 @@ def test_resolved_settings_follow_the_pretraining_and_the_dataset():
     assert pre["arch"] == "pretrain_lgi_former_tiny_patch16_160" and pre["epochs"] == 50
     assert p.pretrain_settings("lambda_0_0")["arch_kwargs"] == {"region_size": [2, 5, 10], "mask_ratio": 0.9,
                                                                 "appearance_weight": 0.0}
-
-
-def test_pretrain_only_keys_match_the_model_registry():
-    from maedfer.models.registry import _PRETRAIN_KEYS
-
-    assert set(PRETRAIN_ONLY_KEYS) == set(_PRETRAIN_KEYS)
 
 
 @pytest.mark.parametrize("edit, expected", [

@@ -10,7 +10,6 @@ Imports neither torch nor mlflow: the Snakefile loads it at start-up.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import Any
 
 import yaml
 
+from maedfer.settings import FinetuneConfig, PretrainConfig
+from maedfer.settings import resolve as _resolve
+from maedfer.settings.arch_names import PRETRAIN_PREFIX, is_pretrain_arch
+from maedfer.settings.params import Params
 from maedfer.workflow.schema import SCHEMA
 
-# Pre-training-only constructor arguments (maedfer.models.registry._PRETRAIN_KEYS): dropped when a
-# fine-tuning model is built from its pretraining's settings. A test keeps the two lists equal.
-PRETRAIN_ONLY_KEYS = ("mask_ratio", "appearance_weight", "token_order", "decoder_dim", "decoder_depth", "decoder_heads")
 PER_CLASS_TABLES = {"table12": "table5", "table13": "table6", "table14": "table7"}  # made with 5-7
 
 
@@ -34,25 +34,13 @@ def _key_path(path: Any) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``over``; nested dicts are merged, everything else replaced."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
-def classifier_arch(pretrain_arch: str) -> str:
-    """The fine-tuning factory of a pre-training factory (``pretrain_X`` -> ``X``), as in the model registry."""
-    if not pretrain_arch.startswith("pretrain_"):
-        raise ValueError(f"{pretrain_arch!r} is not a pre-training model name (pretrain_...)")
-    return pretrain_arch[len("pretrain_"):]
-
-
 @dataclass(frozen=True)
 class Profile:
+    """A validated params file: its raw mapping (``data``), its typed view (``params``) and what stages ask."""
+
     path: Path
     data: dict[str, Any]
+    params: Params
 
     # -- names ------------------------------------------------------------------------------------
     @property
@@ -103,32 +91,44 @@ class Profile:
     def results_dir(self, *parts: str) -> str:
         return self._p("results", *parts)
 
+    # -- named entries ------------------------------------------------------------------------------
+    def _require(self, name: str, names: Any, what: str, where: str) -> None:
+        if name not in names:
+            raise ParamsError(f"{self.path}: no {what} {name!r} in {where} ({', '.join(names)})")
+
+    def require_dataset(self, dataset: str) -> None:
+        """ParamsError naming the file unless ``dataset`` is in ``datasets``."""
+        self._require(dataset, self.params.datasets, "dataset", "datasets")
+
+    def require_pretraining(self, pretraining: str) -> None:
+        """ParamsError naming the file unless ``pretraining`` is in ``pretrain.runs``."""
+        self._require(pretraining, self.params.pretrain.runs, "pre-training", "pretrain.runs")
+
+    def require_experiment(self, experiment: str) -> None:
+        """ParamsError naming the file unless ``experiment`` is in ``finetune.experiments``."""
+        self._require(experiment, self.params.finetune.experiments, "experiment", "finetune.experiments")
+
     # -- resolved settings ------------------------------------------------------------------------
     def pretrain_settings(self, pretraining: str) -> dict[str, Any]:
-        """pretrain.defaults updated by the named run (a run that sets ``arch`` replaces ``arch_kwargs``)."""
-        defaults = self.data["pretrain"]["defaults"]
-        run = self.data["pretrain"]["runs"][pretraining]
-        if "arch" in run:
-            defaults = {**defaults, "arch_kwargs": {}}
-        return _merge(defaults, run)
+        """pretrain.defaults updated by the named run (its ``arch_kwargs`` merge into the defaults')."""
+        return _resolve.pretrain_settings(self.params, pretraining)
 
     def finetune_settings(self, experiment: str, dataset: str) -> dict[str, Any]:
         """finetune.defaults, the model of the experiment's pretraining, the experiment's overrides and the
         dataset's temporal stride; ``init`` is the pretraining's name (None: from scratch)."""
-        exp = dict(self.data["finetune"]["experiments"][experiment])
-        pretraining = exp.pop("pretraining")
-        settings = copy.deepcopy(self.data["finetune"]["defaults"])
-        if pretraining is not None:
-            pre = self.pretrain_settings(pretraining)
-            settings["arch"] = classifier_arch(pre["arch"])
-            settings["arch_kwargs"] = {k: v for k, v in pre.get("arch_kwargs", {}).items()
-                                       if k not in PRETRAIN_ONLY_KEYS}
-        if "arch" in exp and "arch_kwargs" not in exp:
-            settings["arch_kwargs"] = {}
-        settings = _merge(settings, exp)
-        settings["stride"] = self.datasets[dataset].get("stride", 4)
-        settings["init"] = pretraining
-        return settings
+        return _resolve.finetune_settings(self.params, experiment, dataset)
+
+    def pretrain_config(self, pretraining: str, explicit: dict[str, Any] | None = None) -> PretrainConfig:
+        """The typed settings of a named pretraining; ``explicit`` values (flags) win."""
+        self.require_pretraining(pretraining)
+        return _resolve.pretrain_config(self.params, pretraining, explicit)
+
+    def finetune_config(self, experiment: str, dataset: str,
+                        explicit: dict[str, Any] | None = None) -> FinetuneConfig:
+        """The typed settings of an experiment on a dataset (``init`` only from ``explicit``); flags win."""
+        self.require_experiment(experiment)
+        self.require_dataset(dataset)
+        return _resolve.finetune_config(self.params, experiment, dataset, explicit)
 
     def resources(self, stage: str) -> dict[str, Any]:
         return dict(self.data[stage].get("resources", {"gpus": 0}))
@@ -143,8 +143,8 @@ def _check_references(p: Profile) -> list[str]:
     runs = data["pretrain"]["runs"]
     for name, run in runs.items():
         arch = run.get("arch", data["pretrain"]["defaults"]["arch"])
-        if not arch.startswith("pretrain_"):
-            errors.append(f"pretrain.runs.{name}.arch: {arch!r} is not a pre-training model (pretrain_...)")
+        if not is_pretrain_arch(arch):
+            errors.append(f"pretrain.runs.{name}.arch: {arch!r} is not a pre-training model ({PRETRAIN_PREFIX}...)")
     experiments = data["finetune"]["experiments"]
     for name, exp in experiments.items():
         if exp["pretraining"] is not None and exp["pretraining"] not in runs:
@@ -215,7 +215,7 @@ def load_profile(path: str | Path) -> Profile:
         msg = e.message if len(e.message) < 200 else e.message[:200] + "..."
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ParamsError(f"{path}: {_key_path(e.absolute_path)}: {msg}{more}")
-    profile = Profile(path=path, data=data)
+    profile = Profile(path=path, data=data, params=Params.from_dict(data))
     problems = _check_references(profile) or _check_paper_rows(profile)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
