@@ -21,8 +21,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from maedfer.constants import IMG_SIZE, NUM_FRAMES, PATCH_SIZE, TUBELET_SIZE
+from maedfer.models.encoder import VideoEncoder, drop_path_rates
 from maedfer.models.init import trunc_normal_
-from maedfer.models.layers import CrossAttention, DropPath, Mlp, PatchEmbed3D, SelfAttention, sincos_table
+from maedfer.models.layers import CrossAttention, DropPath, Mlp, SelfAttention
 from maedfer.models.outputs import EncoderOutput
 
 
@@ -105,15 +107,15 @@ class LGIBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm_mlp(x)))
 
 
-class LGIFormer(nn.Module):
+class LGIFormer(VideoEncoder):
     """The LGI-Former encoder. Input: ImageNet-normalised clips (B, 3, T, H, W)."""
 
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
+        img_size: int = IMG_SIZE,
+        patch_size: int = PATCH_SIZE,
+        num_frames: int = NUM_FRAMES,
+        tubelet_size: int = TUBELET_SIZE,
         in_chans: int = 3,
         embed_dim: int = 512,
         depth: int = 16,
@@ -127,11 +129,8 @@ class LGIFormer(nn.Module):
         norm_eps: float = 1e-6,
         final_norm: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(img_size, patch_size, num_frames, tubelet_size, in_chans, embed_dim, depth)
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.patch_embed = PatchEmbed3D(img_size, patch_size, num_frames, tubelet_size, in_chans, embed_dim)
         grid = self.patch_embed.grid
         region_size = tuple(int(r) for r in region_size)
         if len(region_size) != 3 or any(r <= 0 or g % r for g, r in zip(grid, region_size, strict=True)):
@@ -144,12 +143,11 @@ class LGIFormer(nn.Module):
         self.num_regions = self.region_grid[0] * self.region_grid[1] * self.region_grid[2]
         self.tokens_per_region = region_size[0] * region_size[1] * region_size[2]
 
-        self.register_buffer("pos_embed", sincos_table(self.patch_embed.num_patches, embed_dim), persistent=False)
         positions = torch.arange(self.patch_embed.num_patches)[None, :, None]
         self.register_buffer("region_index", self.partition(positions)[0, :, :, 0], persistent=False)  # (M, N)
 
         self.region_tokens = nn.Parameter(torch.zeros(self.num_regions, embed_dim))  # (M, C)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear 0 -> rate
+        dpr = drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             LGIBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, dpr[i], norm_layer, use_inter, use_lgi)
             for i in range(depth)
@@ -157,9 +155,8 @@ class LGIFormer(nn.Module):
         self.norm = norm_layer(embed_dim) if final_norm else nn.Identity()
 
     def init_weights(self, scheme: str) -> None:
-        from maedfer.models.init import init_weights
-
-        init_weights(self, scheme)
+        """The encoder's init plus the representative tokens (truncated normal, std 0.02)."""
+        super().init_weights(scheme)
         trunc_normal_(self.region_tokens, std=0.02, bound=0.02 if scheme == "pretrain" else None)
 
     def partition(self, x: torch.Tensor) -> torch.Tensor:
@@ -189,8 +186,9 @@ class LGIFormer(nn.Module):
         return x, positions
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode region by region; with ``mask``, only the visible tokens of every region."""
         # x: (B, 3, T, H, W); mask: (B, L) bool, True = masked (pre-training) or None
-        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)  # (B, L, C)
+        x = self.embed(x)  # (B, L, C)
         b = x.shape[0]
         x = self.partition(x)  # (B, M, N, C)
         if mask is None:
@@ -209,16 +207,9 @@ class LGIFormer(nn.Module):
         )
 
     def no_weight_decay(self) -> set[str]:
-        return {"region_tokens"}
+        """The representative tokens train without weight decay.
 
-    def layer_id(self, name: str) -> int:
-        """0 for the patch embedding, i + 1 for block i, depth + 1 for the rest.
-
-        As in the authors' optimiser factory, the representative tokens fall in "the rest"
-        and so train at the full (head) learning rate under layer-wise decay.
+        As in the authors' optimiser factory, they fall in "the rest" of :meth:`layer_id` and so
+        train at the full (head) learning rate under layer-wise decay.
         """
-        if name.startswith("patch_embed"):
-            return 0
-        if name.startswith("blocks."):
-            return int(name.split(".")[1]) + 1
-        return self.depth + 1
+        return {"region_tokens"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD
+from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD, TUBELET_SIZE
 
 
 def unnormalise(video: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,7 @@ def unnormalise(video: torch.Tensor) -> torch.Tensor:
     return video * std + mean
 
 
-def cube_targets(video: torch.Tensor, patch_size: int, tubelet_size: int = 2) -> torch.Tensor:
+def cube_targets(video: torch.Tensor, patch_size: int, tubelet_size: int = TUBELET_SIZE) -> torch.Tensor:
     """(B, 3, T, H, W) normalised clip -> (B, L, tubelet*patch*patch*3) targets for every cube."""
     if tubelet_size != 2:
         raise ValueError("appearance + motion targets need tubelet_size 2 (one frame pair per cube)")
@@ -37,7 +37,9 @@ def cube_targets(video: torch.Tensor, patch_size: int, tubelet_size: int = 2) ->
     return torch.cat([appearance, second - appearance], dim=-1)  # (B, L, 2*P*P*3)
 
 
-def masked_targets(video: torch.Tensor, mask: torch.Tensor, patch_size: int, tubelet_size: int = 2) -> torch.Tensor:
+def masked_targets(
+    video: torch.Tensor, mask: torch.Tensor, patch_size: int, tubelet_size: int = TUBELET_SIZE
+) -> torch.Tensor:
     """Targets of the masked cubes, in raster order: (B, Lm, D)."""
     targets = cube_targets(video, patch_size, tubelet_size)  # (B, L, D)
     b, _, d = targets.shape

@@ -7,17 +7,21 @@ from functools import partial
 import torch
 from torch import nn
 
-from maedfer.models.layers import Block, PatchEmbed3D, sincos_table
+from maedfer.constants import IMG_SIZE, NUM_FRAMES, PATCH_SIZE, TUBELET_SIZE
+from maedfer.models.encoder import VideoEncoder, drop_path_rates
+from maedfer.models.layers import Block
 from maedfer.models.outputs import EncoderOutput
 
 
-class ViTEncoder(nn.Module):
+class ViTEncoder(VideoEncoder):
+    """Plain ViT encoder; for masking the whole frame is one window. Input: normalised clips (B, 3, T, H, W)."""
+
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
+        img_size: int = IMG_SIZE,
+        patch_size: int = PATCH_SIZE,
+        num_frames: int = NUM_FRAMES,
+        tubelet_size: int = TUBELET_SIZE,
         in_chans: int = 3,
         embed_dim: int = 768,
         depth: int = 12,
@@ -28,30 +32,21 @@ class ViTEncoder(nn.Module):
         norm_eps: float = 1e-6,
         final_norm: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(img_size, patch_size, num_frames, tubelet_size, in_chans, embed_dim, depth)
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
-        self.embed_dim = embed_dim
-        self.depth = depth
-        self.patch_embed = PatchEmbed3D(img_size, patch_size, num_frames, tubelet_size, in_chans, embed_dim)
-        grid = self.patch_embed.grid
         # For masking, the whole frame is one window (plain tube masking).
-        self.region_size = grid
-        self.register_buffer("pos_embed", sincos_table(self.patch_embed.num_patches, embed_dim), persistent=False)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear 0 -> rate
+        self.region_size = self.patch_embed.grid
+        dpr = drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, drop_path=dpr[i], norm_layer=norm_layer)
             for i in range(depth)
         )
         self.norm = norm_layer(embed_dim) if final_norm else nn.Identity()
 
-    def init_weights(self, scheme: str) -> None:
-        from maedfer.models.init import init_weights
-
-        init_weights(self, scheme)
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode all tokens, or only the visible ones of ``mask`` (kept in raster order)."""
         # x: (B, 3, T, H, W); mask: (B, L) bool, True = masked, same count per sample
-        x = self.patch_embed(x) + self.pos_embed.to(x.dtype)  # (B, L, C)
+        x = self.embed(x)  # (B, L, C)
         b, length, c = x.shape
         positions = torch.arange(length, device=x.device).expand(b, -1)  # (B, L)
         if mask is not None:
@@ -63,13 +58,3 @@ class ViTEncoder(nn.Module):
         for blk in self.blocks:
             x = blk(x)
         return EncoderOutput(tokens=self.norm(x), positions=positions, region_tokens=None)
-
-    def no_weight_decay(self) -> set[str]:
-        return set()
-
-    def layer_id(self, name: str) -> int:
-        if name.startswith("patch_embed"):
-            return 0
-        if name.startswith("blocks."):
-            return int(name.split(".")[1]) + 1
-        return self.depth + 1

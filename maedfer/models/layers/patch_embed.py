@@ -6,14 +6,18 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from maedfer.constants import IMG_SIZE, NUM_FRAMES, PATCH_SIZE, TUBELET_SIZE
+
 
 class PatchEmbed3D(nn.Module):
+    """Split a clip into tubelet x patch x patch cubes and project each to ``embed_dim``."""
+
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
-        num_frames: int = 16,
-        tubelet_size: int = 2,
+        img_size: int = IMG_SIZE,
+        patch_size: int = PATCH_SIZE,
+        num_frames: int = NUM_FRAMES,
+        tubelet_size: int = TUBELET_SIZE,
         in_chans: int = 3,
         embed_dim: int = 512,
     ) -> None:
@@ -35,6 +39,7 @@ class PatchEmbed3D(nn.Module):
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) clip -> (B, L, C) cube tokens in raster (t, h, w) order."""
         # x: (B, 3, T, H, W)
         if tuple(x.shape[2:]) != (self.num_frames, self.img_size, self.img_size):
             raise ValueError(
