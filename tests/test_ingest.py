@@ -178,8 +178,9 @@ def test_cli_on_cremad_layout(tmp_path):
     write_flv(root / "VideoFlash" / "1020_IEO_HAP_HI.flv", small[::-1])
     (root / "VideoFlash" / "1030_IEO_XYZ_HI.flv").write_bytes(b"")  # unknown emotion: left out by the adapter
     out = tmp_path / "shards" / "cremad"
-    cmd = [sys.executable, str(REPO / "pipeline" / "ingest.py"), "--dataset", "cremad", "--root", str(root)]
-    done = subprocess.run([*cmd, "--out", str(out), "--device", "cpu", "--verify"], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "pipeline.ingest", "--dataset", "cremad", "--root", str(root)]
+    done = subprocess.run([*cmd, "--out", str(out), "--device", "cpu", "--verify"], capture_output=True, text=True,
+                          cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert "2 clips" in done.stdout and "verified 2 clips" in done.stdout
     table = read_index(out / "index.parquet")
@@ -189,23 +190,44 @@ def test_cli_on_cremad_layout(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert len(report["adapter_skipped"]) == 1 and "1030_IEO_XYZ_HI" in json.dumps(report["adapter_skipped"])
 
-    again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+    again = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and "up to date" in again.stdout
 
 
 def test_cli_errors_are_one_line(tmp_path):
-    script = str(REPO / "pipeline" / "ingest.py")
+    script = "-m", "pipeline.ingest"
     missing = tmp_path / "nowhere"
     done = subprocess.run(
-        [sys.executable, script, "--dataset", "cremad", "--root", str(missing), "--out", str(tmp_path / "o")],
+        [sys.executable, *script, "--dataset", "cremad", "--root", str(missing), "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
+        cwd=REPO,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and str(missing) in done.stderr
     done = subprocess.run(
-        [sys.executable, script, "--dataset", "nosuch", "--root", str(tmp_path), "--out", str(tmp_path / "o")],
+        [sys.executable, *script, "--dataset", "nosuch", "--root", str(tmp_path), "--out", str(tmp_path / "o")],
         capture_output=True,
         text=True,
+        cwd=REPO,
     )
     assert done.returncode == 2 and "unknown dataset" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_explicit_flag_equal_to_its_default_wins_over_the_params_file(tmp_path):
+    """--size 160 typed on the command line beats the params file's size (the flag's default is also 160)."""
+    import yaml
+
+    from pipeline.ingest import build_parser, resolve_settings
+
+    data = yaml.safe_load((REPO / "params" / "demo.yaml").read_text())
+    data["datasets"]["dfew"]["ingest"] = {"size": 112, "workers": 2, "margin": 0.5}
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(data))
+    base = ["--params", str(params), "--dataset", "dfew", "--root", str(tmp_path), "--out", str(tmp_path / "o")]
+    adapter, settings = resolve_settings(build_parser().parse_args(base))
+    assert adapter == "dfew" and (settings.size, settings.workers, settings.margin) == (112, 2, 0.5)
+    _, settings = resolve_settings(build_parser().parse_args([*base, "--size", "160", "--workers", "0"]))
+    assert (settings.size, settings.workers, settings.margin, settings.jpeg_quality) == (160, 0, 0.5, 90)
+    _, settings = resolve_settings(build_parser().parse_args(base[2:] + ["--size", "96"]))  # no params file
+    assert (settings.size, settings.workers, settings.shard_mb) == (96, 0, 256.0)
