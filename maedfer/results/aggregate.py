@@ -29,7 +29,7 @@ from maedfer.results.dvc_files import CONFUSION_DIR, confusion_file_name, write_
 from maedfer.results.paper import PaperTable, load_paper_tables
 from maedfer.results.render import to_csv, to_latex, to_markdown
 from maedfer.results.tables import FULL_PROFILE, TableView, build_main_view, build_per_class_view
-from maedfer.results.tracking import DEFAULT_EXPERIMENT, log_table_runs
+from maedfer.tracking import TABLES_EXPERIMENT, log_table_runs
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def aggregate_table(
     rows: Sequence[RowSpec],
     out_dir: str | Path,
     profile: str = FULL_PROFILE,
-    experiment: str = DEFAULT_EXPERIMENT,
+    experiment: str = TABLES_EXPERIMENT,
     tracking: bool = True,
     tracking_uri: str | None = None,
 ) -> AggregateOutputs:

@@ -2,8 +2,10 @@
 
 A fold run folder holds ``metrics.json`` (:func:`maedfer.metrics.compute_metrics`) and
 ``predictions.csv`` (``clip_id,label,pred,p_<class>...``; label and pred are class indices), as
-written by ``pipeline/finetune.py`` and ``pipeline/evaluate.py``. Optionally ``mlflow_run.json``
-(``{"run_id": ...}``) names the MLflow run that trained the fold.
+written by ``pipeline/finetune.py`` and ``pipeline/evaluate.py`` (``metrics_best.json`` /
+``predictions_best.csv`` for the best-validation epoch). Optionally ``mlflow_run.json``
+(``{"run_id": ...}``) names the MLflow run that trained the fold. :func:`read_fold` is the one
+reader of such a folder: the tables here and the confusion figures (:mod:`maedfer.viz.confusion`).
 
 Per row two numbers are reported, both from :mod:`maedfer.metrics`:
 
@@ -31,8 +33,6 @@ from maedfer.metrics import aggregate_folds, confusion_matrix, pooled_metrics
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
 TRAINING_RUN_FILE = "mlflow_run.json"
 REQUIRED_METRIC_KEYS: tuple[str, ...] = (
     "uar", "war", "weighted_f1", "per_class_recall", "confusion_matrix", "class_names"
@@ -43,7 +43,7 @@ _RERUN = "re-run that fold with pipeline/finetune.py (or pipeline/evaluate.py) -
 
 
 class ResultsInputError(ValueError):
-    """Bad aggregation input; the message names the file or folder and the fix (one line)."""
+    """Bad results input (fold run folders, row specs); the message names the file or folder and the fix (one line)."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,14 @@ class RowSpec:
 
     @property
     def paper_row_key(self) -> str | None:
+        """The paper row compared with this one, or None when it has no paper counterpart."""
         return (self.paper_key or self.key) if self.compare else None
 
 
 @dataclass
 class FoldRun:
+    """One fold run folder as read by :func:`read_fold`: its metrics and its test predictions."""
+
     folder: Path
     fold: int
     metrics: dict[str, Any]
@@ -76,15 +79,19 @@ class FoldRun:
 
     @property
     def name(self) -> str:
+        """``fold<k>``."""
         return f"fold{self.fold}"
 
     @property
     def class_names(self) -> list[str]:
+        """The class names of ``metrics`` (label and pred index them)."""
         return list(self.metrics["class_names"])
 
 
 @dataclass
 class RowResult:
+    """A table row aggregated over its folds (:func:`aggregate_row`): fold mean/std and pooled metrics."""
+
     spec: RowSpec
     folds: list[FoldRun]
     class_names: list[str]
@@ -95,22 +102,26 @@ class RowResult:
 
     @property
     def num_folds(self) -> int:
+        """How many folds the row has."""
         return len(self.folds)
 
     def mean(self, metric: str) -> float:
+        """Fold mean of ``metric`` (0..1)."""
         return float(self.fold_summary["mean"][metric])
 
     def std(self, metric: str) -> float:
+        """Sample standard deviation of ``metric`` over the folds (0..1)."""
         return float(self.fold_summary["std"][metric])
 
     def pooled_value(self, metric: str) -> float:
+        """``metric`` of all folds' predictions pooled into one set (0..1)."""
         return float(self.pooled[metric])
 
 
-def resolve_fold_folder(path: str | Path) -> Path:
-    """A fold run folder, or the folder of a given ``metrics.json`` (Snakemake passes files)."""
+def resolve_fold_folder(path: str | Path, suffix: str = "") -> Path:
+    """A fold run folder, or the folder of a given ``metrics{suffix}.json`` (Snakemake passes files)."""
     p = Path(path)
-    return p.parent if p.name == METRICS_FILE else p
+    return p.parent if p.name == f"metrics{suffix}.json" else p
 
 
 def _fold_number(folder: Path, position: int) -> int:
@@ -118,13 +129,13 @@ def _fold_number(folder: Path, position: int) -> int:
     return int(m.group(1)) if m else position
 
 
-def _read_metrics(folder: Path) -> dict[str, Any]:
-    path = folder / METRICS_FILE
+def _read_metrics(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
     if not folder.is_dir():
-        raise ResultsInputError(f"{folder}: fold run folder not found; fix the path or run that fold's fine-tuning "
-                                "(pipeline/finetune.py --out <folder>) first")
+        raise ResultsInputError(f"{path}: not found (no fold run folder {folder}); fix the path or run that fold's "
+                                "fine-tuning (pipeline/finetune.py --out <folder>) first")
     if not path.is_file():
-        raise ResultsInputError(f"{folder}: no {METRICS_FILE} (the fold has not finished); {_RERUN}")
+        raise ResultsInputError(f"{folder}: no {name} (the fold has not finished); {_RERUN}")
     try:
         metrics = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -143,11 +154,11 @@ def _read_metrics(folder: Path) -> dict[str, Any]:
     return metrics
 
 
-def _read_predictions(folder: Path, class_names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    path = folder / PREDICTIONS_FILE
+def _read_predictions(path: Path, metrics_name: str,
+                      class_names: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     if not path.is_file():
-        raise ResultsInputError(f"{folder}: no {PREDICTIONS_FILE} (needed for the pooled UAR/WAR and the confusion "
-                                f"plot); {_RERUN}")
+        raise ResultsInputError(f"{path}: not found (needed for the pooled UAR/WAR and the confusion plot); "
+                                f"{_RERUN}")
     with open(path, newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -156,7 +167,7 @@ def _read_predictions(folder: Path, class_names: list[str]) -> tuple[list[str], 
                                     f"{','.join(header or [])[:120]!r}; {_RERUN}")
         prob_names = [h.removeprefix("p_") for h in header[3:]]
         if prob_names and prob_names != class_names:
-            raise ResultsInputError(f"{path}: columns p_* name the classes {prob_names} but {METRICS_FILE} has "
+            raise ResultsInputError(f"{path}: columns p_* name the classes {prob_names} but {metrics_name} has "
                                     f"{class_names}; the two files come from different runs: {_RERUN}")
         clip_ids, labels, preds = [], [], []
         for i, row in enumerate(reader, start=2):
@@ -183,20 +194,26 @@ def _read_training_run_id(folder: Path) -> str | None:
     return str(run_id) if run_id else None
 
 
-def read_fold(path: str | Path, position: int = 1) -> FoldRun:
-    """Read one fold run folder; the fold number comes from a ``fold<k>`` folder name, else ``position``."""
-    folder = resolve_fold_folder(path)
-    metrics = _read_metrics(folder)
+def read_fold(path: str | Path, position: int = 1, suffix: str = "") -> FoldRun:
+    """Read one fold run folder (or its ``metrics{suffix}.json``); raises ResultsInputError naming the file and fix.
+
+    ``suffix="_best"`` reads ``metrics_best.json`` / ``predictions_best.csv`` (the best-validation
+    epoch's test). The fold number comes from a ``fold<k>`` folder name, else ``position``. The
+    predictions must reproduce the metrics' confusion matrix (both files from one run).
+    """
+    folder = resolve_fold_folder(path, suffix)
+    metrics_name, predictions_name = f"metrics{suffix}.json", f"predictions{suffix}.csv"
+    metrics = _read_metrics(folder, metrics_name)
     names = [str(n) for n in metrics["class_names"]]
-    clip_ids, labels, preds = _read_predictions(folder, names)
+    clip_ids, labels, preds = _read_predictions(folder / predictions_name, metrics_name, names)
     if labels.size == 0:
-        raise ResultsInputError(f"{folder / PREDICTIONS_FILE}: no predictions; {_RERUN}")
+        raise ResultsInputError(f"{folder / predictions_name}: no predictions; {_RERUN}")
     try:
         cm = confusion_matrix(labels, preds, len(names))
     except ValueError as e:
-        raise ResultsInputError(f"{folder / PREDICTIONS_FILE}: {e}; {_RERUN}") from None
+        raise ResultsInputError(f"{folder / predictions_name}: {e}; {_RERUN}") from None
     if not np.array_equal(cm, np.asarray(metrics["confusion_matrix"])):
-        raise ResultsInputError(f"{folder}: {PREDICTIONS_FILE} and {METRICS_FILE} disagree (different confusion "
+        raise ResultsInputError(f"{folder}: {predictions_name} and {metrics_name} disagree (different confusion "
                                 f"matrices); they come from different runs: {_RERUN}")
     return FoldRun(folder=folder, fold=_fold_number(folder, position), metrics=metrics, labels=labels, preds=preds,
                    clip_ids=clip_ids, training_run_id=_read_training_run_id(folder))

@@ -1,60 +1,27 @@
 """Confusion matrix of one fold run or of several folds' test predictions pooled into one set.
 
 Inputs are fine-tuning / evaluation run folders, each with ``metrics{suffix}.json`` (uar, war,
-confusion_matrix, class_names) and ``predictions{suffix}.csv`` (clip_id, label, pred, p_<class>...).
-The figure itself is :func:`maedfer.metrics.plot_confusion_matrix` (row-normalised recall); its
-size is :func:`figure_size_px`.
+confusion_matrix, class_names, ...) and ``predictions{suffix}.csv`` (clip_id, label, pred, p_<class>...),
+read by :func:`maedfer.results.collect.read_fold` (bad input raises its ResultsInputError, a
+ValueError). The figure itself is :func:`maedfer.metrics.plot_confusion_matrix` (row-normalised
+recall); its size is :func:`figure_size_px`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from maedfer.metrics import aggregate_folds, plot_confusion_matrix, pooled_metrics
+from maedfer.results.collect import ResultsInputError, read_fold
 from maedfer.viz.curves import run_labels
-
-
-class RunFolderError(ValueError):
-    """A run folder without the metrics/predictions files a confusion figure needs."""
 
 
 def figure_size_px(num_classes: int) -> tuple[int, int]:
     """Pixel size of plot_confusion_matrix's PNG: square, max(4, 0.6 C + 2) in at 100 dpi (620 px for 7 classes)."""
     side = round(100 * max(4.0, 0.6 * num_classes + 2.0))
     return side, side
-
-
-def read_fold_run(run_dir: str | Path, suffix: str = "") -> dict[str, Any]:
-    """{"metrics": metrics.json, "labels": (N,), "preds": (N,)} of one run folder."""
-    run_dir = Path(run_dir)
-    metrics_path, preds_path = run_dir / f"metrics{suffix}.json", run_dir / f"predictions{suffix}.csv"
-    for p in (metrics_path, preds_path):
-        if not p.is_file():
-            raise RunFolderError(f"{p}: not found; point at a fold folder written by pipeline/finetune.py or "
-                                 "pipeline/evaluate.py")
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{metrics_path}: not valid JSON ({exc.msg}); re-run the stage") from exc
-    missing = [k for k in ("uar", "war", "confusion_matrix", "class_names") if k not in metrics]
-    if missing:
-        raise RunFolderError(f"{metrics_path}: lacks {missing}; re-run the stage with this version of maedfer")
-    with preds_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"label", "pred"} <= set(rows[0]):
-        raise RunFolderError(f"{preds_path}: needs a header with label and pred columns and at least one row")
-    labels = np.asarray([int(r["label"]) for r in rows], dtype=np.int64)
-    preds = np.asarray([int(r["pred"]) for r in rows], dtype=np.int64)
-    if np.asarray(metrics["confusion_matrix"]).sum() != len(rows):
-        raise RunFolderError(f"{run_dir}: metrics{suffix}.json counts {np.asarray(metrics['confusion_matrix']).sum()} "
-                             f"clips but predictions{suffix}.csv has {len(rows)}; re-run the stage")
-    return {"metrics": metrics, "labels": labels, "preds": preds}
 
 
 def pooled_confusion(run_dirs: Sequence[str | Path], suffix: str = "") -> dict[str, Any]:
@@ -65,15 +32,15 @@ def pooled_confusion(run_dirs: Sequence[str | Path], suffix: str = "") -> dict[s
     """
     if not run_dirs:
         raise ValueError("no run folders given")
-    runs = [read_fold_run(d, suffix) for d in run_dirs]
-    names = runs[0]["metrics"]["class_names"]
+    runs = [read_fold(d, position, suffix) for position, d in enumerate(run_dirs, start=1)]
+    names = runs[0].metrics["class_names"]
     for d, r in zip(run_dirs, runs, strict=True):
-        if r["metrics"]["class_names"] != names:
-            raise RunFolderError(f"{d}: classes {r['metrics']['class_names']} differ from {run_dirs[0]}'s {names}; "
-                                 "pool folds of one dataset only")
-    pooled = pooled_metrics([(r["labels"], r["preds"]) for r in runs], names)
+        if r.metrics["class_names"] != names:
+            raise ResultsInputError(f"{d}: classes {r.metrics['class_names']} differ from {run_dirs[0]}'s {names}; "
+                                    "pool folds of one dataset only")
+    pooled = pooled_metrics([(r.labels, r.preds) for r in runs], names)
     labels = run_labels(run_dirs)
-    folds = aggregate_folds({lab: r["metrics"] for lab, r in zip(labels, runs, strict=True)}, keys=("uar", "war"))
+    folds = aggregate_folds({lab: r.metrics for lab, r in zip(labels, runs, strict=True)}, keys=("uar", "war"))
     return {"pooled": pooled, "folds": folds, "runs": [str(d) for d in run_dirs]}
 
 

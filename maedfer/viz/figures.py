@@ -10,8 +10,9 @@
 * :func:`confusion_figure`: confusion matrix of one fold run or several pooled, plus a ``.json``.
 * :func:`curves_figure`: training curves of fine-tuning or pre-training runs, 1200 x 450 px.
 
-Every function raises :class:`FigureInputError` (a ValueError) or FileNotFoundError with a one-line
-message naming the file and the fix; outputs are written atomically.
+Every function raises :class:`FigureInputError` or another ValueError (the run-folder reader's
+:class:`~maedfer.results.collect.ResultsInputError`), or FileNotFoundError, with a one-line message
+naming the file and the fix; outputs are written atomically.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def load_pretrain_model(path: str | Path) -> MAEPretrainModel:
+    """The pre-training model saved at ``path``; FigureInputError if it is a fine-tuned classifier."""
     model = load_model(path)
     if not isinstance(model, MAEPretrainModel):
         raise FigureInputError(f"{path}: is a fine-tuned classifier ({model.arch}); this figure needs a pre-training "
@@ -57,6 +59,7 @@ def load_pretrain_model(path: str | Path) -> MAEPretrainModel:
 
 
 def load_classifier_model(path: str | Path) -> VideoClassifier:
+    """The fine-tuned classifier saved at ``path``; FigureInputError if it is a pre-training model."""
     model = load_model(path)
     if not isinstance(model, VideoClassifier):
         raise FigureInputError(f"{path}: is a pre-training model ({model.arch}); this figure needs a fine-tuned "
@@ -196,8 +199,12 @@ def _silhouette(features: np.ndarray, labels: np.ndarray) -> float | None:
 
 def confusion_figure(run_dirs: Sequence[str | Path], out_png: str | Path, suffix: str = "",
                      normalize: bool = True) -> dict[str, Any]:
-    """Confusion matrix of one run or of several folds pooled; writes ``out_png`` and ``out_png``'s ``.json``
-    (pooled metrics, mean/std over the folds). ``suffix="_best"`` reads metrics_best.json/predictions_best.csv."""
+    """Confusion matrix of one run or of several folds pooled, as ``out_png`` and a ``.json`` beside it.
+
+    The JSON holds the pooled metrics and the mean/std over the folds. ``suffix="_best"`` reads
+    metrics_best.json/predictions_best.csv. Bad run folders raise
+    :class:`maedfer.results.collect.ResultsInputError` (a ValueError).
+    """
     summary = confusion.pooled_confusion(run_dirs, suffix)
     out_png = Path(out_png)
     confusion.save_confusion_figure(summary, out_png, normalize=normalize)
@@ -228,17 +235,3 @@ def curves_figure(run_dirs: Sequence[str | Path], out_png: str | Path, labels: S
     return {"png": str(out_png), "kind": histories[0][1], "runs": [str(d) for d in run_dirs],
             "epochs": [len(r) for _, _, r in histories], "size_px": [round(curves.DPI * s) for s in curves.FIGSIZE]}
 
-
-def log_to_mlflow(experiment: str | None, run_name: str, paths: Sequence[str | Path],
-                  params: dict[str, Any] | None = None) -> None:
-    """Log figure files as artifacts of a new MLflow run; any tracking failure only logs a warning."""
-    if not experiment:
-        return
-    try:
-        from maedfer.tracking import Tracker
-
-        with Tracker(experiment, run_name=run_name, params=params or {}, tags={"maedfer.role": "figure"}) as tracker:
-            for p in paths:
-                tracker.log_artifact(p, artifact_path="figures")
-    except Exception as exc:  # noqa: BLE001 - tracking must never fail a figure
-        log.warning("MLflow logging of %s skipped: %s", run_name, exc)

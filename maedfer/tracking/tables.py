@@ -1,7 +1,7 @@
 """Log an aggregated table to MLflow: one parent run per (table, profile), one child run per fold.
 
 Layout (experiment ``maedfer-tables`` unless overridden; store from ``MLFLOW_TRACKING_URI`` or the
-project default of :mod:`maedfer.tracking`)::
+project default of :func:`maedfer.tracking.store.default_tracking_uri`)::
 
     maedfer-tables
     └── table5                      parent: tags table, profile, maedfer.group=<table>:<profile>;
@@ -18,7 +18,7 @@ soft delete: ``mlflow runs restore`` brings one back, ``mlflow gc`` purges them)
 are logged, the artifacts are overwritten and the summary metrics get a new latest value.
 
 Tracking never fails the stage: every store access is bounded and a broken or unreachable store
-costs one warning (see :mod:`maedfer.tracking`).
+costs one warning (see :mod:`maedfer.tracking.tracker`).
 """
 
 from __future__ import annotations
@@ -26,30 +26,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from maedfer.results.collect import RowResult
-from maedfer.tracking import (
-    PARENT_RUN_TAG,
-    Tracker,
-    connect,
-    default_tracking_uri,
-    find_or_create_parent_run,
-    run_bounded,
-    run_tags,
-)
+from maedfer.tracking.metadata import run_tags
+from maedfer.tracking.runs import delete_child_runs, find_or_create_parent_run
+from maedfer.tracking.store import default_tracking_uri
+from maedfer.tracking.tracker import Tracker
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from maedfer.results.collect import RowResult
 
-DEFAULT_EXPERIMENT = "maedfer-tables"
+logger = logging.getLogger("maedfer.tracking")  # one logger for the package: one switch, one name in warnings
+
+TABLES_EXPERIMENT = "maedfer-tables"
 FOLD_METRICS: tuple[str, ...] = ("uar", "war", "weighted_f1")
 
 
 def parent_group(table: str, profile: str) -> str:
+    """The ``maedfer.group`` tag of a table's parent run: ``<table>:<profile>``."""
     return f"{table}:{profile}"
 
 
 def fold_run_name(result: RowResult, fold: int) -> str:
+    """A fold run's name: ``<row>/<dataset>/fold<k>``."""
     return f"{result.spec.key}/{result.spec.dataset}/fold{fold}"
 
 
@@ -65,43 +64,13 @@ def summary_metrics(results: Sequence[RowResult]) -> dict[str, float]:
     return out
 
 
-def delete_child_runs(experiment: str, parent_run_id: str, tracking_uri: str,
-                      timeout_s: float = 60.0) -> int | None:
-    """Soft-delete the runs whose parent is ``parent_run_id``; their count, or None (one warning) on failure."""
-
-    def work() -> int:
-        client = connect(tracking_uri, probe_timeout_s=min(5.0, timeout_s))
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            return 0
-        ids: list[str] = []
-        token = None
-        while True:
-            page = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'",
-                                      max_results=1000, page_token=token)
-            ids += [r.info.run_id for r in page]
-            token = page.token
-            if not token:
-                break
-        for run_id in ids:
-            client.delete_run(run_id)
-        return len(ids)
-
-    count, error = run_bounded(work, timeout_s, "mlflow-delete-children")
-    if error:
-        logger.warning("MLflow: could not remove the previous fold runs of parent %s (store %s): %s; "
-                       "no new runs are logged, to avoid duplicates", parent_run_id, tracking_uri, error)
-        return None
-    return int(count)
-
-
 def log_table_runs(
     table: str,
     profile: str,
     results: Sequence[RowResult],
     artifacts: Sequence[Path] = (),
     artifact_dirs: Mapping[str, Path] | None = None,
-    experiment: str = DEFAULT_EXPERIMENT,
+    experiment: str = TABLES_EXPERIMENT,
     tracking_uri: str | None = None,
     enabled: bool = True,
     extra_tags: Mapping[str, Any] | None = None,
