@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,10 +189,14 @@ def _same_shape_batches(frames: Sequence[np.ndarray], batch_size: int) -> list[l
     return batches
 
 
-def detect_boxes(frames: Sequence[np.ndarray], settings: MtcnnSettings, device: str | None = None) -> np.ndarray:
-    """Largest-face box per frame in frame pixel coordinates, (T, 4), NaN where none is found."""
-    detector = get_detector(device or default_device())
-    out = []
+def detect_batches(
+    frames: Sequence[np.ndarray], settings: MtcnnSettings, detector: MTCNN
+) -> Iterator[tuple[Sequence, Sequence, float]]:
+    """MTCNN on same-shape batches downscaled to ``detect_max_side``: (boxes, probs, scale) per batch.
+
+    ``boxes`` and ``probs`` are MTCNN's object arrays (one entry per frame, None where no face is
+    found); divide a box by ``scale`` to get frame pixel coordinates.
+    """
     for batch in _same_shape_batches(frames, settings.batch_size):
         h, w = batch[0].shape[:2]
         scale = min(1.0, settings.detect_max_side / max(h, w))
@@ -200,7 +204,16 @@ def detect_boxes(frames: Sequence[np.ndarray], settings: MtcnnSettings, device: 
             small = (max(1, round(w * scale)), max(1, round(h * scale)))
             batch = [cv2.resize(f, small, interpolation=cv2.INTER_AREA) for f in batch]
         boxes, probs = detector.detect(np.stack(batch))  # (B, H', W', 3) -> object arrays
-        out.append(largest_boxes(boxes, probs, settings.min_prob) / scale)
+        yield boxes, probs, scale
+
+
+def detect_boxes(frames: Sequence[np.ndarray], settings: MtcnnSettings, device: str | None = None) -> np.ndarray:
+    """Largest-face box per frame in frame pixel coordinates, (T, 4), NaN where none is found."""
+    detector = get_detector(device or default_device())
+    out = [
+        largest_boxes(boxes, probs, settings.min_prob) / scale
+        for boxes, probs, scale in detect_batches(frames, settings, detector)
+    ]
     return np.concatenate(out)
 
 

@@ -37,17 +37,37 @@ LGI_SIZE_BY_DIM = {256: "tiny", 384: "small", 512: "base"}
 # Region count -> region size on the 8x10x10 grid, where unambiguous (Table 4).
 REGION_BY_COUNT = {8: (2, 5, 10), 16: (1, 5, 10), 20: (2, 2, 10)}
 
-_LGI_RENAMES: list[tuple[str, str]] = [
-    (r"^lg_region_tokens$", "region_tokens"),
-    (r"^blocks\.(\d+)\.first_attn_norm0\.", r"blocks.\1.intra.norm."),
-    (r"^blocks\.(\d+)\.first_attn\.", r"blocks.\1.intra.attn."),
-    (r"^blocks\.(\d+)\.second_attn_norm0\.", r"blocks.\1.inter.norm."),
-    (r"^blocks\.(\d+)\.second_attn\.", r"blocks.\1.inter.attn."),
-    (r"^blocks\.(\d+)\.third_attn_norm0\.", r"blocks.\1.lgi.norm_q."),
-    (r"^blocks\.(\d+)\.third_attn_norm1\.", r"blocks.\1.lgi.norm_kv."),
-    (r"^blocks\.(\d+)\.third_attn\.", r"blocks.\1.lgi.attn."),
-    (r"^blocks\.(\d+)\.norm2\.", r"blocks.\1.norm_mlp."),
-]
+# LGI-Former block parts, official name -> ours (the representative tokens are top-level keys).
+_LGI_BLOCK_PARTS: tuple[tuple[str, str], ...] = (
+    ("first_attn_norm0", "intra.norm"),
+    ("first_attn", "intra.attn"),
+    ("second_attn_norm0", "inter.norm"),
+    ("second_attn", "inter.attn"),
+    ("third_attn_norm0", "lgi.norm_q"),
+    ("third_attn_norm1", "lgi.norm_kv"),
+    ("third_attn", "lgi.attn"),
+    ("norm2", "norm_mlp"),
+)
+_LGI_TOKENS = ("lg_region_tokens", "region_tokens")
+
+
+def _renames(pairs: tuple[tuple[str, str], ...], tokens: tuple[str, str]) -> list[tuple[str, str]]:
+    """(pattern, replacement) regexes that rename ``tokens[0]`` and block parts ``a`` to ``tokens[1]`` and ``b``."""
+    block = [(rf"^blocks\.(\d+)\.{re.escape(a)}\.", rf"blocks.\1.{b}.") for a, b in pairs]
+    return [(rf"^{tokens[0]}$", tokens[1]), *block]
+
+
+_LGI_RENAMES = _renames(_LGI_BLOCK_PARTS, _LGI_TOKENS)
+_LGI_INVERSE = _renames(tuple((b, a) for a, b in _LGI_BLOCK_PARTS), _LGI_TOKENS[::-1])
+
+
+def _rename(name: str, renames: list[tuple[str, str]]) -> str:
+    """``name`` with the first matching rename applied (unchanged when none matches)."""
+    for pattern, repl in renames:
+        name, n = re.subn(pattern, repl, name)
+        if n:
+            break
+    return name
 _FUSED = re.compile(r"^blocks\.(\d+)\.(intra|inter)\.attn\.(q|kv)\.weight$")
 
 
@@ -125,10 +145,7 @@ def official_to_maedfer(sd: Mapping[str, torch.Tensor], spec: OfficialSpec) -> d
         ):
             name = key[len(enc_prefix) :]
             if spec.encoder == "lgi":
-                for pattern, repl in _LGI_RENAMES:
-                    name, n = re.subn(pattern, repl, name)
-                    if n:
-                        break
+                name = _rename(name, _LGI_RENAMES)
                 if m := _FUSED.match(name):
                     fused.setdefault((m.group(1), m.group(2)), {})[m.group(3)] = value
                     continue
@@ -145,17 +162,6 @@ def official_to_maedfer(sd: Mapping[str, torch.Tensor], spec: OfficialSpec) -> d
 def maedfer_to_official(sd: Mapping[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
     """Inverse of :func:`official_to_maedfer` (for exporting to the authors' code)."""
     enc_prefix = "encoder." if kind == "pretrain" else ""
-    inverse = [
-        (r"^region_tokens$", "lg_region_tokens"),
-        (r"^blocks\.(\d+)\.intra\.norm\.", r"blocks.\1.first_attn_norm0."),
-        (r"^blocks\.(\d+)\.intra\.attn\.", r"blocks.\1.first_attn."),
-        (r"^blocks\.(\d+)\.inter\.norm\.", r"blocks.\1.second_attn_norm0."),
-        (r"^blocks\.(\d+)\.inter\.attn\.", r"blocks.\1.second_attn."),
-        (r"^blocks\.(\d+)\.lgi\.norm_q\.", r"blocks.\1.third_attn_norm0."),
-        (r"^blocks\.(\d+)\.lgi\.norm_kv\.", r"blocks.\1.third_attn_norm1."),
-        (r"^blocks\.(\d+)\.lgi\.attn\.", r"blocks.\1.third_attn."),
-        (r"^blocks\.(\d+)\.norm_mlp\.", r"blocks.\1.norm2."),
-    ]
     lgi = "encoder.region_tokens" in sd
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
@@ -164,10 +170,7 @@ def maedfer_to_official(sd: Mapping[str, torch.Tensor], kind: str) -> dict[str, 
             continue
         name = key[len("encoder.") :]
         if lgi:
-            for pattern, repl in inverse:
-                name, n = re.subn(pattern, repl, name)
-                if n:
-                    break
+            name = _rename(name, _LGI_INVERSE)
             if name.endswith(("first_attn.qkv.weight", "second_attn.qkv.weight")):
                 dim = value.shape[1]
                 base = name[: -len("qkv.weight")]

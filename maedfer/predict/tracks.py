@@ -20,14 +20,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from maedfer.data.faces import (
     MtcnnSettings,
     NoFaceError,
-    _same_shape_batches,
+    detect_batches,
     detect_boxes,
     face_track,
     get_detector,
@@ -102,13 +101,7 @@ def detect_all_boxes(
     """
     detector = get_detector(device)
     out: list[np.ndarray] = []
-    for batch in _same_shape_batches(frames, settings.batch_size):
-        h, w = batch[0].shape[:2]
-        scale = min(1.0, settings.detect_max_side / max(h, w))
-        if scale < 1.0:
-            small = (max(1, round(w * scale)), max(1, round(h * scale)))
-            batch = [cv2.resize(f, small, interpolation=cv2.INTER_AREA) for f in batch]
-        boxes, probs = detector.detect(np.stack(batch))  # object arrays, one entry per frame
+    for boxes, probs, scale in detect_batches(frames, settings, detector):
         for frame_boxes, frame_probs in zip(boxes, probs, strict=True):
             if frame_boxes is None:
                 out.append(np.zeros((0, 4)))

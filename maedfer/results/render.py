@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from maedfer.results.tables import Line, TableView
@@ -24,13 +25,18 @@ def _md_escape(text: str) -> str:
     return text.replace("|", r"\|")
 
 
-def _md_cell(line: Line, key: str) -> str:
-    text = _md_escape(line.cells.get(key, ""))
+def _styled_cell(line: Line, key: str, escape: Callable[[str], str], underline: str, bold: str) -> str:
+    """The escaped cell text, wrapped by the ``underline`` / ``bold`` formats where the line marks it."""
+    text = escape(line.cells.get(key, ""))
     if key in line.underlined and text not in ("", "-"):
-        text = f"<u>{text}</u>"
+        text = underline.format(text)
     if line.kind == "ours" and key == "method":
-        text = f"**{text}**"
+        text = bold.format(text)
     return text
+
+
+def _md_cell(line: Line, key: str) -> str:
+    return _styled_cell(line, key, _md_escape, "<u>{}</u>", "**{}**")
 
 
 def to_markdown(view: TableView) -> str:
@@ -78,12 +84,7 @@ def latex_escape(text: str) -> str:
 
 
 def _tex_cell(line: Line, key: str) -> str:
-    text = latex_escape(line.cells.get(key, ""))
-    if key in line.underlined and text not in ("", "-"):
-        text = rf"\underline{{{text}}}"
-    if line.kind == "ours" and key == "method":
-        text = rf"\textbf{{{text}}}"
-    return text
+    return _styled_cell(line, key, latex_escape, r"\underline{{{}}}", r"\textbf{{{}}}")
 
 
 def _label(name: str) -> str:
