@@ -13,7 +13,7 @@ from maedfer.data.shards import index_metadata, read_index
 from maedfer.models import load_model
 from maedfer.models.checkpoint import ModelFileError
 from maedfer.train.distributed import init_distributed
-from maedfer.train.finetune_loop import predict, write_outputs
+from maedfer.train.outputs import predict, write_outputs
 
 
 def load_classifier(path: str | Path, class_names: list[str] | None = None, **official_kwargs: Any) -> torch.nn.Module:

@@ -1,0 +1,245 @@
+"""One training engine for both stages: set-up, optimiser and schedule, updates, epochs, checkpoints.
+
+A stage (:mod:`maedfer.train.pretrain_loop`, :mod:`maedfer.train.finetune_loop`) hands the engine
+its model, its training loader, a step function (one micro-batch -> loss terms) and
+:class:`Hooks`; the engine does the rest, the same way for both:
+
+- set-up: the warm-up check (before anything else), torchrun's process group, seeds
+  ``seed + rank``, the model on its device, wrapped in DDP (``find_unused_parameters`` when part
+  of the model never reaches the loss) and optionally compiled;
+- AdamW over the model's parameter groups at lr x total batch / 256 (total batch = batch x
+  accumulation x processes), a per-update warm-up + cosine schedule;
+- one update: ``schedule.step()``, then ``accum_steps`` micro-batches, each ``loss / accum_steps``
+  backward (DDP all-reduces on the last micro-batch only: ``no_sync`` on the others); the loss of
+  the update is the mean of the micro-batch losses; then the non-finite policy of
+  :mod:`maedfer.train.policy`, gradient clipping and ``optimizer.step()``;
+- the epoch runner: sampler ``set_epoch``, a tqdm bar, per-update tracking (``log_steps``),
+  checkpoints every ``save_every_steps`` updates and at each epoch end, ``history.json`` (one
+  record per epoch, from ``Hooks.epoch_end``), ``stop_after_steps``, and ``finished.json`` after
+  ``Hooks.train_end`` wrote the final outputs;
+- resume-or-restart (:func:`maedfer.train.checkpoint.resume_or_restart`): a killed run with the
+  same settings continues from its last checkpoint, mid-epoch included (the epoch's sampler order
+  is replayed and the consumed micro-batches are skipped), and ends bit-identical.
+
+Fine-tuning used to skip backward on a non-finite loss and carry on silently; under the one policy
+it runs backward (the gradients are dropped, so the weights are the same), counts and warns, and
+stops with :class:`~maedfer.train.policy.NonFiniteLossError` after ``max_nonfinite`` (default 20)
+non-finite updates in a row, like pre-training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from maedfer.io_utils import write_json_atomic
+from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
+from maedfer.train.distributed import init_distributed, seed_everything
+from maedfer.train.optim import build_optimizer, scaled_lr
+from maedfer.train.policy import NonFiniteGuard, check_warmup
+from maedfer.train.schedule import WarmupCosineSchedule
+
+log = logging.getLogger(__name__)
+
+StepFn = Callable[[Any, int], dict[str, torch.Tensor]]  # (micro-batch, micro index) -> {"loss": scalar, ...}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The engine's settings: optimiser, schedule, accumulation, non-finite limit and checkpointing."""
+
+    epochs: int
+    warmup_epochs: int
+    batch_size: int  # per process and micro-batch
+    base_lr: float
+    base_min_lr: float
+    weight_decay: float
+    betas: tuple[float, float] = (0.9, 0.999)
+    layer_decay: float | None = None
+    accum_steps: int = 1
+    clip_grad: float | None = None
+    max_nonfinite: int = 20
+    max_steps_per_epoch: int | None = None
+    save_every_steps: int = 0
+    stop_after_steps: int | None = None
+    keep_last: int | None = 2
+    compile: bool = False
+    seed: int = 0
+
+    @classmethod
+    def of(cls, cfg: Any, **overrides: Any) -> Recipe:
+        """Build the recipe from a stage's settings: the fields both share, then ``overrides``."""
+        shared = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
+        return cls(**{**shared, **overrides})
+
+
+@dataclass
+class EpochStats:
+    """One epoch's training, as ``Hooks.epoch_end`` receives it."""
+
+    epoch: int  # 0-based index of the epoch just trained
+    started: float  # time.perf_counter() at its start
+    losses: list[float] = field(default_factory=list)  # one per update this process ran
+    lr: float = math.nan  # the (unscaled) lr of its last update
+
+    def seconds(self) -> float:
+        """Return the seconds since the epoch started."""
+        return time.perf_counter() - self.started
+
+
+@dataclass
+class Hooks:
+    """A stage's part of the epoch runner; only ``epoch_end`` is required."""
+
+    epoch_end: Callable[[EpochStats], dict[str, Any]]  # validation, best epoch -> the history.json record
+    epoch_start: Callable[[int], None] | None = None  # called with the 0-based epoch, after the sampler's set_epoch
+    after_checkpoint: Callable[[int], None] | None = None  # epochs done, after the checkpoint (previews)
+    state: Callable[[], dict[str, Any]] | None = None  # checkpoint ``extra`` entries besides "history"
+    train_end: Callable[[], dict[str, Any]] | None = None  # final outputs (model file, 2-clip test) -> summary
+
+
+class Engine:
+    """Trains one model with a :class:`Recipe`; see the module docstring for what it does.
+
+    Use: ``engine = Engine(...)`` (checks, process group, seeds), ``engine.attach(model)``,
+    build the loaders, ``engine.configure(len(loader))`` (optimiser, schedule, resume), then
+    ``engine.fit(loader, step, hooks)``. A step function reads ``engine.global_step`` (the index
+    of the update being computed) to derive its randomness, and runs its forward pass through
+    ``engine.forward`` inside :func:`maedfer.train.policy.autocast`.
+    """
+
+    def __init__(self, recipe: Recipe, out_dir: str | Path, config: dict[str, Any], *, desc: str,
+                 tracker: Any | None = None, resume: bool = True, log_steps: bool = False) -> None:
+        """Check the warm-up, join torchrun's process group (if any) and seed this process."""
+        check_warmup(recipe.warmup_epochs, recipe.epochs)
+        self.recipe, self.config, self.desc = recipe, config, desc
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.tracker, self.resume, self.log_steps = tracker, resume, log_steps
+        self.dist = init_distributed()
+        seed_everything(recipe.seed, self.dist.rank)
+        self.device = self.dist.device
+        self.guard = NonFiniteGuard(recipe.max_nonfinite)
+        self.epoch = self.start_step = self.global_step = 0
+        self.history: list[dict[str, Any]] = []  # one record per finished epoch -> history.json
+        self.losses: list[float] = []  # one per update this process ran
+        self.hooks: Hooks | None = None
+
+    def attach(self, model: nn.Module, *, find_unused_parameters: bool = False) -> nn.Module:
+        """Move ``model`` to this process's device, DDP-wrap it under torchrun, compile it if asked."""
+        self.model = model.to(self.device)
+        self.train_model: nn.Module = self.model
+        if self.dist.distributed:
+            self.train_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
+        self.forward = torch.compile(self.train_model) if self.recipe.compile else self.train_model
+        return self.model
+
+    def configure(self, batches_per_epoch: int) -> dict[str, Any]:
+        """Build AdamW and the schedule, then resume or restart; returns the resumed checkpoint's ``extra``."""
+        r = self.recipe
+        self.steps_per_epoch = batches_per_epoch // r.accum_steps
+        if r.max_steps_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, r.max_steps_per_epoch)
+        self.total_batch = r.batch_size * r.accum_steps * self.dist.world_size
+        self.lr, min_lr = scaled_lr(r.base_lr, self.total_batch), scaled_lr(r.base_min_lr, self.total_batch)
+        self.optimizer = build_optimizer(self.model, self.lr, r.weight_decay, betas=r.betas, layer_decay=r.layer_decay)
+        self.schedule = WarmupCosineSchedule.from_epochs(self.optimizer, self.lr, min_lr, r.epochs,
+                                                         self.steps_per_epoch, r.warmup_epochs)
+        if not self.resume or (path := resume_or_restart(self.ckpt_dir, self.config)) is None:
+            return {}
+        state = load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
+                                    map_location=self.device)
+        self.epoch, self.start_step, self.global_step = state.epoch, state.step_in_epoch, state.global_step
+        self.history = list(state.extra.get("history", []))
+        log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.start_step)
+        return dict(state.extra)
+
+    def update(self, batches: Iterator[Any], step: StepFn) -> tuple[float, float, dict[str, torch.Tensor]]:
+        """Run one optimiser update over ``accum_steps`` micro-batches -> (loss, lr, last micro-batch's terms)."""
+        r = self.recipe
+        lr = self.schedule.step()
+        losses = []
+        for micro in range(r.accum_steps):
+            batch = next(batches)
+            # DDP: all-reduce the gradients once per update, on the last micro-batch only
+            last = micro == r.accum_steps - 1
+            sync = self.train_model.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
+            with sync:
+                out = step(batch, micro)
+                losses.append(out["loss"].detach())
+                (out["loss"] / r.accum_steps).backward()
+        loss = torch.stack(losses).mean()
+        if self.guard.check(loss, self.global_step):
+            if r.clip_grad:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_step += 1
+        value = float(loss)
+        self.losses.append(value)
+        return value, lr, out
+
+    def save(self, epoch: int, step_in_epoch: int) -> None:
+        """Checkpoint the position to resume from (every rank: a collective under DDP)."""
+        extra = {"history": self.history, **(self.hooks.state() if self.hooks and self.hooks.state else {})}
+        save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
+                            epoch=epoch, step_in_epoch=step_in_epoch, global_step=self.global_step,
+                            config=self.config, keep_last=self.recipe.keep_last, extra=extra)
+
+    def _track(self, stats: EpochStats, value: float, lr: float, out: dict[str, torch.Tensor]) -> None:
+        clips_s = self.total_batch * len(stats.losses) / max(stats.seconds(), 1e-9)
+        metrics = {"train/loss": value, "train/lr": lr, "train/clips_per_s": clips_s,
+                   **{f"train/{k}": float(v.detach()) for k, v in out.items() if k != "loss"}}
+        if self.device.type == "cuda":
+            metrics["gpu/max_memory_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        self.tracker.log_metrics(metrics, step=self.global_step)
+
+    def fit(self, loader: torch.utils.data.DataLoader, step: StepFn, hooks: Hooks) -> dict[str, Any] | None:
+        """Train to the last epoch and return ``hooks.train_end()``; ``None`` when stopped by ``stop_after_steps``."""
+        r, self.hooks = self.recipe, hooks
+        while self.epoch < r.epochs:
+            loader.sampler.set_epoch(self.epoch)
+            if hooks.epoch_start is not None:
+                hooks.epoch_start(self.epoch)
+            self.model.train()
+            batches = iter(loader)
+            if self.start_step:  # same sampler order: skip the micro-batches already consumed
+                batches = itertools.islice(batches, self.start_step * r.accum_steps, None)
+            stats = EpochStats(self.epoch, time.perf_counter())
+            bar = tqdm(range(self.start_step, self.steps_per_epoch), desc=f"{self.desc} epoch {self.epoch}",
+                       disable=not self.dist.is_main, leave=False)
+            for i in bar:
+                value, stats.lr, out = self.update(batches, step)
+                stats.losses.append(value)
+                bar.set_postfix(loss=f"{value:.4f}")
+                if self.log_steps and self.tracker is not None:
+                    self._track(stats, value, stats.lr, out)
+                done = i + 1 == self.steps_per_epoch
+                if r.save_every_steps and self.global_step % r.save_every_steps == 0 and not done:
+                    self.save(self.epoch, i + 1)
+                if r.stop_after_steps and self.global_step >= r.stop_after_steps:
+                    self.save(self.epoch + 1, 0) if done else self.save(self.epoch, i + 1)
+                    return None
+            self.history.append(hooks.epoch_end(stats))
+            self.epoch, self.start_step = self.epoch + 1, 0
+            self.save(self.epoch, 0)
+            if self.dist.is_main:
+                write_json_atomic(self.out_dir / "history.json", self.history)
+            if hooks.after_checkpoint is not None:
+                hooks.after_checkpoint(self.epoch)
+        summary = hooks.train_end() if hooks.train_end is not None else {}
+        mark_finished(self.ckpt_dir)  # a later run into this folder starts afresh instead of resuming this one
+        return summary
