@@ -49,22 +49,28 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+_KIND_NAMES = {MAEPretrainModel: "pre-training model", VideoClassifier: "fine-tuned classifier"}
+_WRITTEN_BY = {MAEPretrainModel: "pipeline/pretrain.py", VideoClassifier: "pipeline/finetune.py"}
+
+
+def _load_kind(path: str | Path, kind: type[MAEPretrainModel] | type[VideoClassifier]) -> Any:
+    """The model saved at ``path`` if it is a ``kind``; FigureInputError naming what it is otherwise."""
+    model = load_model(path)
+    if not isinstance(model, kind):
+        other = VideoClassifier if kind is MAEPretrainModel else MAEPretrainModel
+        raise FigureInputError(f"{path}: is a {_KIND_NAMES[other]} ({model.arch}); this figure needs a "
+                               f"{_KIND_NAMES[kind]} (the model.pt written by {_WRITTEN_BY[kind]})")
+    return model
+
+
 def load_pretrain_model(path: str | Path) -> MAEPretrainModel:
     """The pre-training model saved at ``path``; FigureInputError if it is a fine-tuned classifier."""
-    model = load_model(path)
-    if not isinstance(model, MAEPretrainModel):
-        raise FigureInputError(f"{path}: is a fine-tuned classifier ({model.arch}); this figure needs a pre-training "
-                               "model (the model.pt written by pipeline/pretrain.py)")
-    return model
+    return _load_kind(path, MAEPretrainModel)
 
 
 def load_classifier_model(path: str | Path) -> VideoClassifier:
     """The fine-tuned classifier saved at ``path``; FigureInputError if it is a pre-training model."""
-    model = load_model(path)
-    if not isinstance(model, VideoClassifier):
-        raise FigureInputError(f"{path}: is a pre-training model ({model.arch}); this figure needs a fine-tuned "
-                               "classifier (the model.pt written by pipeline/finetune.py)")
-    return model
+    return _load_kind(path, VideoClassifier)
 
 
 def pick_clip(clip_ids: np.ndarray, clip: int | str | None, seed: int, index_path: str | Path) -> int:
