@@ -111,8 +111,11 @@ def test_generated_dvc_files_are_current():
 # -- Snakemake and DVC describe the same jobs ------------------------------------------------------------------
 
 
-def _snakemake_jobs(*args: str) -> dict[str, dict]:
-    """rule name -> {cmd, inputs, outputs} from a forced dry run (every job listed)."""
+Outputs = tuple[str, ...]  # a job's output files, sorted: how a Snakemake job and a DVC stage are matched
+
+
+def _snakemake_jobs(*args: str) -> dict[Outputs, dict]:
+    """outputs -> {rule, cmd, inputs, outputs} of every job of a forced dry run (every job listed)."""
     r = subprocess.run([str(BIN / "snakemake"), "-n", "-p", "-F", *args], capture_output=True, text=True, cwd=ROOT,
                        env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
@@ -121,19 +124,23 @@ def _snakemake_jobs(*args: str) -> dict[str, dict]:
         m = re.search(r"^(?:local)?rule (\S+):$", block, re.M)
         if not m or "Shell command:" not in block:
             continue
-        field = {k: re.search(rf"^    {k}: (.*)$", block, re.M) for k in ("input", "output")}
+        field = {k: re.search(rf"^    {k}: (.*)$", block, re.M) for k in ("input", "output", "log")}
         if field["output"] is None:  # a target rule (inputs only)
             continue
         cmd = re.search(r"^Shell command: (.*)$", block, re.M).group(1)
-        jobs[m.group(1)] = {
-            "cmd": cmd,
+        redirect = f" > {field['log'].group(1)} 2>&1"  # every job writes its output to its log file
+        assert cmd.endswith(redirect), cmd
+        outputs = sorted(field["output"].group(1).split(", "))
+        jobs[tuple(outputs)] = {
+            "rule": m.group(1),
+            "cmd": cmd.removesuffix(redirect),
             "inputs": sorted(field["input"].group(1).split(", ")) if field["input"] else [],
-            "outputs": sorted(field["output"].group(1).split(", ")),
+            "outputs": outputs,
         }
     return jobs
 
 
-def _dvc_stages(dvc_file: str, raw_roots: set[str]) -> dict[str, dict]:
+def _dvc_stages(dvc_file: str, raw_roots: set[str]) -> dict[Outputs, dict]:
     from dvc.repo import Repo
 
     stages = {}
@@ -142,11 +149,12 @@ def _dvc_stages(dvc_file: str, raw_roots: set[str]) -> dict[str, dict]:
             if Path(stage.path).resolve() != (ROOT / dvc_file).resolve():
                 continue
             rel = lambda o: os.path.relpath(o.fs_path, ROOT)  # noqa: E731
-            stages[stage.name] = {
+            outputs = sorted(rel(o) for o in stage.outs)
+            stages[tuple(outputs)] = {
                 "cmd": stage.cmd,
                 "inputs": sorted(rel(d) for d in stage.deps if not hasattr(d, "params")
                                  and rel(d) not in raw_roots),
-                "outputs": sorted(rel(o) for o in stage.outs),
+                "outputs": outputs,
             }
     return stages
 
@@ -157,12 +165,11 @@ def test_snakemake_and_dvc_run_the_same_commands_on_the_same_files():
                                               ("paper", "params.yaml", "paper/dvc.yaml", "reproduce_all")):
         plan = build_plan(ROOT / params)
         raw = {j.raw_root for j in plan.jobs.values() if j.raw_root and not (ROOT / j.raw_root).exists()}
-        smk = {name.removeprefix(f"{profile}_"): job for name, job in _snakemake_jobs(target).items()
-               if name.startswith(f"{profile}_")}
+        smk = {outs: {k: v for k, v in job.items() if k != "rule"} for outs, job in _snakemake_jobs(target).items()}
         dvc = _dvc_stages(dvc_file, raw)
-        assert set(smk) == set(dvc) == set(plan.jobs), profile
-        for name in smk:
-            assert smk[name] == dvc[name], (profile, name)
+        assert set(smk) == set(dvc) == {tuple(sorted(j.outputs)) for j in plan.jobs.values()}, profile
+        for outs in smk:
+            assert smk[outs] == dvc[outs], (profile, outs)
 
 
 @pytest.mark.slow
@@ -175,7 +182,7 @@ def test_every_table_target_dry_runs_and_a_missing_dataset_stops_the_run_at_once
     plan = build_plan(path)
     targets = [t for t in plan.targets if t.startswith("reproduce_table")] + ["reproduce_fig3", "reproduce_all"]
     listed = _snakemake_jobs(*targets, "--config", f"params={path}")
-    assert {f"paper_{j.name}" for t in targets for j in plan.closure(plan.targets[t])} <= set(listed)
+    assert {tuple(sorted(j.outputs)) for t in targets for j in plan.closure(plan.targets[t])} <= set(listed)
     r = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "reproduce_table8", "--config", f"params={path}"],
                        capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
     assert r.returncode != 0
@@ -217,7 +224,7 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
     tiny = _tiny_profile(tmp_path)
     env = {**ENV, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "MAEDFER_CACHE": os.environ.get(
         "MAEDFER_CACHE", str(Path.home() / ".cache" / "maedfer"))}
-    cfg = ["--config", f"demo_params={tiny}"]
+    cfg = ["--config", f"demo_params={tiny}", f"logs={tmp_path}/logs"]
     r = _run("--cores", "2", "demo", *cfg, env=env)
     assert r.returncode == 0, r.stderr[-4000:]
     table = (tmp_path / "results" / "table5" / "table5.md").read_text()
@@ -236,15 +243,19 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
     tiny.write_text(yaml.safe_dump(data))
     dry = _run("-n", "demo", *cfg, env=env)
     rules = set(re.findall(r"^(?:local)?rule (\S+):$", dry.stdout, re.M))
-    assert rules == {"demo_finetune_mae_dfer_dfew_fold1", "demo_finetune_mae_dfer_dfew_fold2",
-                     "demo_aggregate_table5", "demo_fig5", "demo_confusion", "demo_curves", "demo"}, rules
+    outputs = {tuple(sorted(m.split(", "))) for m in re.findall(r"^    output: (.*)$", dry.stdout, re.M)}
+    plan = build_plan(tiny)
+    assert "demo" in rules and outputs == {tuple(sorted(plan.jobs[name].outputs)) for name in (
+        "finetune_mae_dfer_dfew_fold1", "finetune_mae_dfer_dfew_fold2", "aggregate_table5", "fig5", "confusion",
+        "curves")}, dry.stdout
     pretrained = (tmp_path / "runs/pretrain/mae_dfer/model.pt").stat().st_mtime_ns
     fold_model = (tmp_path / "runs/finetune/mae_dfer/dfew/fold1/model.pt").stat().st_mtime_ns
     rerun = _run("--cores", "2", "demo", *cfg, env=env)  # the fold runs start afresh, not from the old state
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert (tmp_path / "runs/pretrain/mae_dfer/model.pt").stat().st_mtime_ns == pretrained
     assert (tmp_path / "runs/finetune/mae_dfer/dfew/fold1/model.pt").stat().st_mtime_ns != fold_model
-    assert "settings differ (base_lr)" in rerun.stderr
+    fold_log = Path(f"{tmp_path}/logs/{tmp_path}/runs/finetune/mae_dfer/dfew/fold1.log")  # the job's stderr
+    assert "settings differ (base_lr)" in fold_log.read_text()
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     train = client.get_experiment_by_name("tiny-train")
@@ -274,10 +285,15 @@ def test_slurm_profile_sizes_jobs_from_the_params_file():
     r = subprocess.run([str(BIN / "snakemake"), "--profile", "workflow/profiles/slurm", "-n", "-F", "reproduce_table5"],
                        capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    blocks = {m.group(1): m.group(2) for m in re.finditer(r"rule (\S+):\n(.*?)\n\n", r.stdout, re.S)}
-    assert "gpu=4" in blocks["paper_pretrain_mae_dfer"] and "runtime=4320" in blocks["paper_pretrain_mae_dfer"]
-    assert "gpu=1" in blocks["paper_finetune_mae_dfer_dfew_fold1"]
-    assert "torchrun --standalone --nproc_per_node=4 pipeline/pretrain.py" in r.stdout
+    blocks = {}  # first output -> the job's block
+    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", r.stdout):
+        if m := re.search(r"^    output: ([^,\n]*)", block, re.M):
+            blocks[m.group(1)] = block
+    pretrain, fold1 = blocks["runs/paper/pretrain/mae_dfer/model.pt"], blocks[
+        "runs/paper/finetune/mae_dfer/dfew/fold1/metrics.json"]
+    assert "gpu=4" in pretrain and "runtime=4320" in pretrain
+    assert "gpu=1" in fold1
+    assert "torchrun --standalone --nproc_per_node=4 -m pipeline.pretrain" in r.stdout
 
 
 def test_workflow_jobs_lists_a_target_and_names_missing_datasets(tmp_path):

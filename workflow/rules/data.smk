@@ -1,0 +1,48 @@
+# Data: the generated demo data set, then one shard set per dataset (pipeline/ingest.py).
+
+
+rule demo_data:
+    output:
+        "{demo}/manifest.json",
+    log:
+        log_file("{demo}/manifest"),
+    params:
+        cmd=job_of("demo_data").cmd,
+        settings=job_of("demo_data").settings,
+    wildcard_constraints:
+        **job_of("demo_data").wildcard_constraints,
+    conda:
+        "../../envs/maedfer.yaml"
+    threads: job_of("demo_data").threads
+    resources:
+        gpu=job_of("demo_data").gpus,
+        cpus_per_task=job_of("demo_data").threads,
+        mem_mb=job_of("demo_data").mem_mb,
+        runtime=job_of("demo_data").runtime,
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+# Raw dataset folder (or the demo data) -> shards + index.parquet.
+rule ingest:
+    input:
+        job_of("ingest").inputs,
+    output:
+        "{shards}/{dataset}/index.parquet",
+    log:
+        log_file("{shards}/{dataset}"),
+    params:
+        cmd=job_of("ingest").cmd,
+        settings=job_of("ingest").settings,
+    wildcard_constraints:
+        **job_of("ingest").wildcard_constraints,
+    conda:
+        "../../envs/maedfer.yaml"
+    threads: job_of("ingest").threads
+    resources:
+        gpu=job_of("ingest").gpus,
+        cpus_per_task=job_of("ingest").threads,
+        mem_mb=job_of("ingest").mem_mb,
+        runtime=job_of("ingest").runtime,
+    shell:
+        "{params.cmd} > {log} 2>&1"
