@@ -141,6 +141,18 @@ def test_confusion_of_one_fold_and_of_pooled_folds(tmp_path):
         figures.confusion_figure([f1, f2], tmp_path / "bad.png")
 
 
+def test_confusion_of_the_best_epoch_reads_the_best_files(tmp_path):
+    fold = _fold_run(tmp_path / "fold1", [0, 0, 1, 2], [0, 1, 1, 2])  # last epoch: 3 of 4 right
+    best = _fold_run(tmp_path / "best", [0, 1, 2], [0, 1, 2])  # best-validation epoch: all right
+    (best / "metrics.json").rename(fold / "metrics_best.json")
+    (best / "predictions.csv").rename(fold / "predictions_best.csv")
+    summary = figures.confusion_figure([fold], tmp_path / "best.png", suffix="_best")
+    assert summary["pooled"]["uar"] == 1.0 and summary["pooled"]["num_samples"] == 3
+    assert figures.confusion_figure([fold], tmp_path / "last.png")["pooled"]["num_samples"] == 4
+    (fold / "predictions_best.csv").unlink()
+    with pytest.raises(ValueError, match=r"fold1/predictions_best.csv: not found"):
+        figures.confusion_figure([fold], tmp_path / "bad.png", suffix="_best")
+
 def _history(path: Path, records: list[dict]) -> Path:
     path.mkdir(parents=True)
     (path / "history.json").write_text(json.dumps(records))
