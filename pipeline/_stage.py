@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from maedfer.workflow.profile import Profile
 
+SHARED_DESTS = frozenset({"params", "out", "mlflow_experiment", "no_tracking", "verbose"})  # the shared flags
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)  # ParamsError etc. are ValueErrors
 
 

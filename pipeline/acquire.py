@@ -1,8 +1,11 @@
 """Acquire one dataset into a folder from local folders, local archives or http(s) URLs.
 
 Example (RAVDESS ships one zip per actor):
-    python pipeline/acquire.py --dataset ravdess --dest data/raw/ravdess \\
+    python -m pipeline.acquire --dataset ravdess --out data/raw/ravdess \\
         --source https://zenodo.org/records/1188976/files/Video_Speech_Actor_01.zip ...
+    python -m pipeline.acquire --params params.yaml --dataset ravdess --source ...   # into datasets.ravdess.root
+
+--out (alias --dest) is the dataset root to fill; with --params it defaults to the dataset's root there.
 Prints a one-line summary; bad input gives a one-line error and exit status 2.
 """
 
@@ -15,16 +18,14 @@ from pathlib import Path
 from maedfer.data.acquire import acquire_many
 from maedfer.data.adapters import ADAPTERS, LayoutError, get_adapter
 from maedfer.logging_utils import setup_logging
+from pipeline._stage import add_shared_flags, load_params, run_stage, stage_parser
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit status 2 (argparse adds the usage text)
-        sys.stderr.write(f"acquire: error: {message} (see --help)\n")
-        sys.exit(2)
+NAME = "acquire"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(description=__doc__.splitlines()[0])
+    """The acquire command's parser."""
+    p = stage_parser(NAME, __doc__)
     p.add_argument("--dataset", required=True, choices=sorted(ADAPTERS), help="which dataset (checks its layout)")
     p.add_argument(
         "--source",
@@ -36,12 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sha256", action="append", metavar="HEX", help="expected sha256 of each source, in the order of --source"
     )
-    p.add_argument("--dest", required=True, type=Path, help="dataset root folder to fill, e.g. data/raw/ravdess")
+    add_shared_flags(p, "dataset root folder to fill, e.g. data/raw/ravdess (default with --params: "
+                     "datasets.<name>.root)", out_required=False, out_aliases=("--dest",), out_type=Path,
+                     params_help="params file: where the dataset goes (datasets.<name>.root)",
+                     mlflow_help="accepted for uniformity; acquire logs nothing to MLflow")
     p.add_argument("--copy", action="store_true", help="copy local folders instead of symlinking their entries")
     p.add_argument("--keep-download", action="store_true", help="keep downloaded archives after extraction")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     p.add_argument("--no-validate", action="store_true", help="do not check the dataset layout afterwards")
-    p.add_argument("-v", "--verbose", action="count", default=0)
     return p
 
 
@@ -53,7 +56,21 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def resolve_dest(args: argparse.Namespace) -> Path:
+    """The folder to fill: --out > the params file's datasets.<name>.root; ValueError without either."""
+    profile = load_params(args)
+    if args.out is not None:
+        return args.out
+    if profile is None:
+        raise ValueError("the following arguments are required: --out (or --dest), or --params to use its "
+                         "datasets.<name>.root")
+    profile.require_dataset(args.dataset)
+    return Path(profile.params.datasets[args.dataset].root)
+
+
 def run(args: argparse.Namespace) -> str:
+    """Acquire the sources as ``args`` say; returns the one-line summary."""
+    args.dest = resolve_dest(args)
     results = acquire_many(
         args.source,
         args.dest,
@@ -80,16 +97,10 @@ def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the acquire stage; exit status 2 with one line for a user error."""
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    try:
-        print(run(args))
-    except (ValueError, OSError) as exc:
-        if args.verbose:
-            raise
-        sys.stderr.write(f"acquire: error: {exc}\n")
-        return 2
-    return 0
+    return run_stage(NAME, lambda a: print(run(a)), args, errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 #!/usr/bin/env python
 """Stage: the paper's figures (Fig. 4 reconstructions, Fig. 5 t-SNE), confusion matrices and training curves.
 
-    python pipeline/figures.py fig4 --checkpoint runs/pretrain/base/model.pt \\
+    python -m pipeline.figures fig4 --checkpoint runs/pretrain/base/model.pt \\
         --index data/shards/voxceleb2/index.parquet --out results/fig4
         -> results/fig4/fig4-mask0.75.png, fig4-mask0.90.png (1100 x 625 px), fig4.json
-    python pipeline/figures.py fig5 --checkpoint runs/finetune/dfew/fold1/model.pt \\
+    python -m pipeline.figures fig5 --checkpoint runs/finetune/dfew/fold1/model.pt \\
         --index data/shards/dfew/index.parquet --fold 1 --out results/fig5/dfew_fold1.png
         -> dfew_fold1.png (800 x 600 px), dfew_fold1.npz
-    python pipeline/figures.py confusion --runs runs/finetune/dfew/fold{1,2,3,4,5} --out results/dfew_confusion.png
+    python -m pipeline.figures confusion --runs runs/finetune/dfew/fold{1,2,3,4,5} --out results/dfew_confusion.png
         -> dfew_confusion.png (620 x 620 px for 7 classes), dfew_confusion.json
-    python pipeline/figures.py curves --runs runs/finetune/dfew/fold{1,2,3,4,5} --out results/dfew_curves.png
+    python -m pipeline.figures curves --runs runs/finetune/dfew/fold{1,2,3,4,5} --out results/dfew_curves.png
         -> dfew_curves.png (1200 x 450 px)
 
+Every sub-command takes the stage flags --params (its mlflow section: the experiment and the tracking
+switch where the flags leave them out), --out, --mlflow-experiment (log the outputs as artifacts of a run;
+default: off), --no-tracking and -v.
 Prints a JSON summary on stdout. Bad input: one line on stderr, exit code 2.
 """
 
@@ -22,24 +25,26 @@ import json
 import sys
 from pathlib import Path
 
+from maedfer.constants import DEFAULT_STRIDE
 from maedfer.logging_utils import setup_logging
+from pipeline._stage import SHARED_DESTS, add_shared_flags, load_params, run_stage, stage_parser, tracking_enabled
 
 NAME = "figures"
+_MLFLOW_HELP = "also log the outputs as artifacts of a run in this MLflow experiment (default: off)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """The parsed command line: the figure sub-command and its flags."""
+    p = stage_parser(NAME, __doc__)
     sub = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
 
-    def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--mlflow-experiment", default=None, metavar="NAME",
-                        help="also log the outputs as artifacts of a run in this MLflow experiment (default: off)")
-        sp.add_argument("-v", "--verbose", action="count", default=0)
+    def common(sp: argparse.ArgumentParser, out_help: str) -> None:
+        add_shared_flags(sp, out_help, params_help="params file: its mlflow section (experiment, tracking)",
+                         mlflow_help=_MLFLOW_HELP)
 
     f4 = sub.add_parser("fig4", help="reconstructions of a pre-training model at several mask ratios")
-    f4.add_argument("--checkpoint", required=True, help="pre-training model.pt (pipeline/pretrain.py)")
+    f4.add_argument("--checkpoint", required=True, help="pre-training model.pt (python -m pipeline.pretrain)")
     f4.add_argument("--index", required=True, help="index.parquet of the clips")
-    f4.add_argument("--out", required=True, help="output folder")
     f4.add_argument("--ratios", type=float, nargs="+", default=[0.75, 0.9])
     which = f4.add_mutually_exclusive_group()
     which.add_argument("--clip", default=None, help="clip_id to show (default: drawn with --seed)")
@@ -47,41 +52,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     f4.add_argument("--fold", type=int, default=None, help="select the --split clips of this fold (default: all)")
     f4.add_argument("--split", choices=("train", "test"), default="test")
     f4.add_argument("--motion", choices=("gray", "magnitude"), default="gray", help="motion row style")
-    f4.add_argument("--stride", type=int, default=4)
+    f4.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     f4.add_argument("--seed", type=int, default=0)
     f4.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    common(f4)
+    common(f4, "output folder")
 
     f5 = sub.add_parser("fig5", help="t-SNE of a fine-tuned model's test-clip embeddings")
-    f5.add_argument("--checkpoint", required=True, help="fine-tuned model.pt (pipeline/finetune.py)")
+    f5.add_argument("--checkpoint", required=True, help="fine-tuned model.pt (python -m pipeline.finetune)")
     f5.add_argument("--index", required=True)
     f5.add_argument("--fold", type=int, default=None, help="test split of this fold (default: every clip)")
-    f5.add_argument("--out", required=True, help="PNG path; the .npz goes beside it")
     f5.add_argument("--perplexity", type=float, default=30.0)
-    f5.add_argument("--stride", type=int, default=4)
+    f5.add_argument("--stride", type=int, default=DEFAULT_STRIDE)
     f5.add_argument("--batch-size", type=int, default=16)
     f5.add_argument("--num-workers", type=int, default=0)
     f5.add_argument("--seed", type=int, default=0)
     f5.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    common(f5)
+    common(f5, "PNG path; the .npz goes beside it")
 
     cm = sub.add_parser("confusion", help="confusion matrix of one fold run, or of several folds pooled")
     cm.add_argument("--runs", nargs="+", required=True, help="fold folders with metrics.json and predictions.csv")
-    cm.add_argument("--out", required=True, help="PNG path; the pooled metrics .json goes beside it")
     cm.add_argument("--best", action="store_true", help="use metrics_best.json / predictions_best.csv")
     cm.add_argument("--counts", action="store_true", help="show counts instead of row-normalised recall")
-    common(cm)
+    common(cm, "PNG path; the pooled metrics .json goes beside it")
 
     cu = sub.add_parser("curves", help="training curves (history.json) of several runs overlaid")
     cu.add_argument("--runs", nargs="+", required=True, help="run folders with history.json")
-    cu.add_argument("--out", required=True, help="PNG path")
     cu.add_argument("--labels", nargs="+", default=None, help="legend names (default: folder names)")
     cu.add_argument("--title", default=None)
-    common(cu)
+    common(cu, "PNG path")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """Make the figure; returns its JSON summary and the files to log."""
     from maedfer.viz import figures
 
     if args.figure == "fig4":
@@ -107,20 +110,23 @@ def run(args: argparse.Namespace) -> tuple[dict, list[str]]:
     return summary, [summary["png"]]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        summary, outputs = run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        sys.stderr.write(f"{NAME} {args.figure}: error: {exc}\n")
-        return 2
-    from maedfer.tracking import log_figures as log_to_mlflow
+def _make(args: argparse.Namespace) -> int:
+    from maedfer.tracking import log_figures
 
-    log_to_mlflow(args.mlflow_experiment, f"{args.figure}-{Path(args.out).stem}", outputs,
-                  params={k: v for k, v in vars(args).items() if k not in ("verbose", "mlflow_experiment")})
+    params = load_params(args)
+    summary, outputs = run(args)
+    experiment = args.mlflow_experiment or (params.params.mlflow.experiment if params else None)
+    log_figures(experiment if tracking_enabled(args, params) else None, f"{args.figure}-{Path(args.out).stem}",
+                outputs, params={k: v for k, v in vars(args).items() if k not in SHARED_DESTS or k == "out"})
     print(json.dumps(summary))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a figures sub-command; exit status 2 with one line for a user error."""
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    return run_stage(lambda a: f"{NAME} {a.figure}", _make, args)
 
 
 if __name__ == "__main__":

@@ -299,7 +299,7 @@ def test_folder_source_symlink_and_copy(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- CLI
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO / "pipeline" / "acquire.py"), *args],
+        [sys.executable, "-m", "pipeline.acquire", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -106,8 +106,8 @@ def test_finetune_and_evaluate_stage_clis(index, tmp_path):
     common = ["--arch", "lgi_former_test", "--arch-kwargs", json.dumps({**GEOM, "region_size": [2, 2, 4]}),
               "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--num-workers", "0", "--stride", "2"]
     for fold in (1, 2):
-        cmd = [sys.executable, "pipeline/finetune.py", "--dataset", "toy", "--index", str(index), "--fold", str(fold),
-               "--out", str(tmp_path / "runs" / f"fold{fold}"), *common]
+        cmd = [sys.executable, "-m", "pipeline.finetune", "--dataset", "toy", "--index", str(index),
+               "--fold", str(fold), "--out", str(tmp_path / "runs" / f"fold{fold}"), *common]
         proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout.strip().splitlines()[-1])["fold"] == fold
@@ -118,7 +118,7 @@ def test_finetune_and_evaluate_stage_clis(index, tmp_path):
     assert len(children) == 2 and len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
     assert {r.data.tags["fold"] for r in children} == {"1", "2"}
     assert all("test/uar" in r.data.metrics for r in children)
-    ev = subprocess.run([sys.executable, "pipeline/evaluate.py", "--checkpoint",
+    ev = subprocess.run([sys.executable, "-m", "pipeline.evaluate", "--checkpoint",
                          str(tmp_path / "runs" / "fold1" / "model.pt"), "--index", str(index), "--fold", "1",
                          "--out", str(tmp_path / "eval"), "--stride", "2", "--num-workers", "0"],
                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
@@ -137,7 +137,7 @@ def test_two_process_ddp_finetune(index, tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "pipeline/finetune.py", "--dataset", "toy",
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipeline.finetune", "--dataset", "toy",
            "--index", str(index), "--fold", "1", "--out", str(tmp_path / "ddp"), "--no-tracking",
            "--arch", "lgi_former_test", "--arch-kwargs", json.dumps({**GEOM, "region_size": [2, 2, 4]}),
            "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2", "--num-workers", "0", "--stride", "2"]

@@ -103,7 +103,7 @@ def test_pretrain_stage_cli_tracks_in_mlflow(index, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     kwargs = json.dumps(dict(img_size=64, num_frames=8, region_size=[2, 2, 4], mask_ratio=0.75))
-    cmd = [sys.executable, "pipeline/pretrain.py", "--index", str(index), "--out", str(tmp_path / "run"),
+    cmd = [sys.executable, "-m", "pipeline.pretrain", "--index", str(index), "--out", str(tmp_path / "run"),
            "--arch", "pretrain_lgi_former_test", "--arch-kwargs", kwargs, "--epochs", "1", "--warmup-epochs", "0",
            "--batch-size", "2", "--num-workers", "0", "--stride", "2"]
     repo = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_pretrain_stage_cli_tracks_in_mlflow(index, tmp_path):
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["arch"] == "pretrain_lgi_former_test"
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4
-    bad = subprocess.run(cmd[:2] + ["--index", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")],
+    bad = subprocess.run(cmd[:3] + ["--index", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "index not found" in bad.stderr
 
@@ -134,7 +134,7 @@ def test_two_process_ddp_pretraining_with_accumulation(index, tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2",
-           "pipeline/pretrain.py", "--index", str(index), "--out", str(tmp_path / "ddp"), "--no-tracking",
+           "-m", "pipeline.pretrain", "--index", str(index), "--out", str(tmp_path / "ddp"), "--no-tracking",
            "--arch", "pretrain_lgi_former_test", "--arch-kwargs",
            json.dumps(dict(img_size=64, num_frames=8, region_size=[2, 2, 4], mask_ratio=0.75)),
            "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "1", "--accum-steps", "2", "--num-workers", "0",
