@@ -104,6 +104,19 @@ def test_maedfer_workflow_check_reports_the_key(tmp_path):
     assert ok.returncode == 0 and "params/demo.yaml: ok" in ok.stdout
 
 
+def test_the_snakefile_imports_only_the_torch_free_workflow_modules():
+    # what workflow/rules/common.smk imports and builds at parse time: no torch, mlflow, numpy or pandas
+    code = ("import sys; from maedfer.workflow.plan import build_plan, missing_root_message; "
+            "from maedfer.workflow.profile import ParamsError; "
+            "build_plan('params.yaml'); build_plan('params/demo.yaml'); "
+            "print(sorted(m for m in ('torch', 'mlflow', 'numpy', 'pandas') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    common = (ROOT / "workflow/rules/common.smk").read_text()
+    assert set(re.findall(r"^from (maedfer\S*) import", common, re.M)) == {"maedfer.workflow.plan",
+                                                                          "maedfer.workflow.profile"}
+
+
 def test_generated_dvc_files_are_current():
     assert write_dvc_files(ROOT, check=True) == [], "run `maedfer workflow dvc` and commit dvc.yaml, paper/dvc.yaml"
 
