@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from maedfer.data.adapters import ADAPTERS, DatasetAdapter, LayoutError, get_adapter
+from maedfer.constants import DEFAULT_STRIDE
+from maedfer.data.adapters import ADAPTERS, DatasetAdapter, LayoutError, dataset_stride, get_adapter
 from maedfer.data.records import ClipRecord, FaceMode, SourceKind
 
 
@@ -65,6 +66,12 @@ def test_registry_names_and_class_attributes() -> None:
     assert ADAPTERS["dfew"].class_names == ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
     assert ADAPTERS["mafw"].class_names[7:] == ("contempt", "anxiety", "helplessness", "disappointment")
     assert ADAPTERS["ravdess"].class_names[0] == "neutral" and ADAPTERS["ravdess"].class_names[7] == "surprised"
+
+
+def test_dataset_stride_is_the_entry_value_else_the_adapter_default() -> None:
+    assert dataset_stride({"adapter": "ferv39k"}) == 1
+    assert dataset_stride({"adapter": "dfew"}) == DEFAULT_STRIDE == 4
+    assert dataset_stride({"adapter": "ferv39k", "stride": 3}) == 3
 
 
 def test_get_adapter_errors(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ a deterministic order; afterwards ``adapter.skipped`` lists ``(id or path, reaso
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from maedfer.data.adapters.base import FRAME_EXTENSIONS, DatasetAdapter, LayoutError
@@ -42,11 +43,23 @@ def get_adapter(name: str, root: str | os.PathLike, **options: Any) -> DatasetAd
     return cls(root, **options)
 
 
+def dataset_stride(entry: Mapping[str, Any]) -> int:
+    """The temporal stride of a params file's ``datasets`` entry: its ``stride``, else its adapter's default.
+
+    ``entry`` holds at least ``adapter`` (a key of :data:`ADAPTERS`); e.g. FERV39k defaults to 1, the others to
+    :data:`maedfer.constants.DEFAULT_STRIDE`.
+    """
+    if "stride" in entry:
+        return int(entry["stride"])
+    return ADAPTERS[str(entry["adapter"]).lower()].default_stride
+
+
 __all__ = [
     "ADAPTERS",
     "FRAME_EXTENSIONS",
     "DatasetAdapter",
     "LayoutError",
+    "dataset_stride",
     "get_adapter",
     "CremaDAdapter",
     "DFEWAdapter",

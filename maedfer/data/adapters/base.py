@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from maedfer.constants import DEFAULT_STRIDE
 from maedfer.data.records import ClipRecord, FaceMode, SourceKind
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class DatasetAdapter(ABC):
     class_names: ClassVar[tuple[str, ...]] = ()  # index = label
     num_folds: ClassVar[int]
     face_mode: FaceMode = FaceMode.MTCNN
-    default_stride: ClassVar[int] = 4
+    default_stride: ClassVar[int] = DEFAULT_STRIDE  # temporal stride of a params entry that sets none
     source_hint: ClassVar[str]  # where the owners distribute the data
     expected_layout: ClassVar[str]  # one-line description of the owners' layout
     default_options: ClassVar[dict[str, Any]] = {}
