@@ -197,11 +197,7 @@ def test_per_class_table_and_demo_caption(tmp_path: Path, dfew_folds: list[Path]
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path, abc_folds: list[Path], dfew_folds: list[Path],
                                          capsys) -> None:
-    sys.path.insert(0, str(REPO / "pipeline"))
-    try:
-        import aggregate as cli  # pipeline/aggregate.py
-    finally:
-        sys.path.pop(0)
+    import pipeline.aggregate as cli
     empty = tmp_path / "runs" / "fold3"
     empty.mkdir()
     out = tmp_path / "out"
@@ -241,8 +237,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, abc_folds: list[Path], 
 def test_cli_as_a_pipeline_stage(tmp_path: Path, abc_folds: list[Path]) -> None:
     """The command a Snakemake/DVC rule runs (from the repository root): JSON summary on stdout, exit 0."""
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'unused.db'}"}
-    cmd = [sys.executable, "pipeline/aggregate.py", "--table", "table2", "--out", str(tmp_path / "t2"), "--no-tracking",
-           "--profile", "demo", "--row", f"epochs_50:dfew:{abc_folds[0]},{abc_folds[1]}"]
+    cmd = [sys.executable, "-m", "pipeline.aggregate", "--table", "table2", "--out", str(tmp_path / "t2"),
+           "--no-tracking", "--profile", "demo", "--row", f"epochs_50:dfew:{abc_folds[0]},{abc_folds[1]}"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import struct
 from pathlib import Path
@@ -42,10 +41,9 @@ def setup(tmp_path_factory):
 
 
 def cli():
-    spec = importlib.util.spec_from_file_location("figures_cli", REPO / "pipeline" / "figures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    from pipeline.figures import main
+
+    return main
 
 
 def test_fig4_one_png_per_ratio_from_a_model_pretrained_at_another_ratio(setup, tmp_path):
@@ -215,8 +213,9 @@ def test_cli_fig4_logs_to_mlflow(setup, tmp_path):
 
     root, index = setup
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [sys.executable, "pipeline/figures.py", "fig4", "--checkpoint", str(root / "pre.pt"), "--index", str(index),
-           "--out", str(tmp_path / "fig4"), "--clip-index", "2", "--stride", "2", "--mlflow-experiment", "figs"]
+    cmd = [sys.executable, "-m", "pipeline.figures", "fig4", "--checkpoint", str(root / "pre.pt"),
+           "--index", str(index), "--out", str(tmp_path / "fig4"), "--clip-index", "2", "--stride", "2",
+           "--mlflow-experiment", "figs"]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
