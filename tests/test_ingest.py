@@ -123,7 +123,7 @@ def test_interrupted_run_resumes_and_rerun_rewrites_nothing(dataset, tmp_path, m
 
     before = snapshot(out)
     with monkeypatch.context() as m:  # nothing may be decoded: stored clips and known skips are reused
-        m.setattr("maedfer.data.ingest._prepare", lambda task: pytest.fail(f"decoded {task.clip_id} again"))
+        m.setattr("maedfer.data.ingest_work.prepare_clip", lambda task: pytest.fail(f"decoded {task.clip_id} again"))
         again = run(records, root, out, shard_bytes=20_000)
     assert again.up_to_date and again.written == 0 and again.reused == 7
     assert again.skipped == resumed.skipped  # remembered, not decoded again

@@ -18,26 +18,31 @@ reported in ``<out>/report.json``, never fatal.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from maedfer.data.faces import MtcnnSettings, NoFaceError, crop_faces_mtcnn, crop_frames
+from maedfer.data.faces import MtcnnSettings, crop_faces_mtcnn
+from maedfer.data.ingest_work import (
+    DUPLICATE_ID,
+    MISSING_SOURCE,
+    REMEMBERED,
+    ClipPipeline,
+    ClipTask,
+    encode_jpeg,
+    skip_reason,
+)
 from maedfer.data.records import ClipRecord, FaceMode, SourceKind
 from maedfer.data.shards import (
     DEFAULT_SHARD_BYTES,
@@ -50,7 +55,7 @@ from maedfer.data.shards import (
     list_shards,
     write_index,
 )
-from maedfer.data.video_io import FrameReadError, UnreadableVideoError, list_frame_files, read_frames
+from maedfer.data.video_io import list_frame_files
 from maedfer.io_utils import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -58,16 +63,6 @@ log = logging.getLogger(__name__)
 STATE_NAME = "ingest_state.json"
 REPORT_NAME = "report.json"
 STATE_VERSION = 1
-
-# Skip reasons (keys of report["skipped"]).
-UNREADABLE_VIDEO = "unreadable_video"
-UNREADABLE_FRAME = "unreadable_frame"
-NO_FACE = "no_face"
-MISSING_SOURCE = "missing_source"
-DUPLICATE_ID = "duplicate_clip_id"
-ERROR = "error"  # anything else raised while reading or cropping one clip
-# Reasons that depend only on the source and the settings: not retried while both are unchanged.
-REMEMBERED = frozenset({UNREADABLE_VIDEO, UNREADABLE_FRAME, NO_FACE})
 
 
 @dataclass
@@ -136,86 +131,6 @@ def source_key(record: ClipRecord, root: Path, settings_key: str) -> str:
         stat = path.stat()  # raises FileNotFoundError
         identity = [stat.st_size, stat.st_mtime_ns]
     return _sha([settings_key, record.source, SourceKind(record.source_kind).value, identity])[:32]
-
-
-# ----------------------------------------------------------------------------------------------
-# Per-clip work (runs in worker processes when workers > 0; top-level so that it pickles)
-
-
-@dataclass(frozen=True)
-class _Task:
-    clip_id: str
-    path: str
-    face_mode: str
-    size: int
-    jpeg_quality: int
-
-
-def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
-    """RGB uint8 (H, W, 3) -> JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
-
-
-def _skip_reason(exc: BaseException) -> str:
-    if isinstance(exc, UnreadableVideoError):
-        return UNREADABLE_VIDEO
-    if isinstance(exc, FrameReadError):  # UnreadableFrameError and any other frame read failure
-        return UNREADABLE_FRAME
-    if isinstance(exc, NoFaceError):
-        return NO_FACE
-    if isinstance(exc, FileNotFoundError):
-        return MISSING_SOURCE
-    return ERROR
-
-
-def _prepare(task: _Task) -> tuple[str, Any, float]:
-    """Decode (and, except for MTCNN, crop + encode) one clip.
-
-    Returns ("jpeg", list of JPEG bytes, fps), ("frames", list of RGB frames, fps) for MTCNN
-    (detection runs in the main process), or ("skip", (reason, message), 0.0).
-    """
-    try:
-        frames, fps = read_frames(task.path)
-        if FaceMode(task.face_mode) is FaceMode.MTCNN:
-            return "frames", frames, fps
-        crops = crop_frames(frames, FaceMode(task.face_mode), task.size)
-        return "jpeg", [encode_jpeg(c, task.jpeg_quality) for c in crops], fps
-    except Exception as exc:  # one clip's failure must never stop the run
-        return "skip", (_skip_reason(exc), f"{type(exc).__name__}: {exc}"), 0.0
-
-
-class _Pipeline:
-    """Runs ``_prepare`` in order, in this process (workers=0) or in a bounded process pool."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = max(0, int(workers))
-        self.pool: ProcessPoolExecutor | None = None
-        if self.workers:
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        self.window = 2 * self.workers + 2
-
-    def run(self, items: Iterable[tuple[Any, _Task | None]]) -> Iterator[tuple[Any, tuple[str, Any, float] | None]]:
-        """For (payload, task or None) pairs, yield (payload, result or None) in input order."""
-        if self.pool is None:
-            for payload, task in items:
-                yield payload, (_prepare(task) if task is not None else None)
-            return
-        pending: collections.deque[tuple[Any, Future | None]] = collections.deque()
-        for payload, task in items:
-            pending.append((payload, self.pool.submit(_prepare, task) if task is not None else None))
-            while pending and (len(pending) > self.window or pending[0][1] is None or pending[0][1].done()):
-                head, future = pending.popleft()
-                yield head, (future.result() if future is not None else None)
-        while pending:
-            head, future = pending.popleft()
-            yield head, (future.result() if future is not None else None)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -322,7 +237,7 @@ def ingest(
         level = logging.INFO if known else logging.WARNING  # known: skipped by the previous run already
         log.log(level, "skipping %s (%s): %s", record.clip_id, reason, detail)
 
-    def plan(writer: ShardWriter) -> Iterator[tuple[Any, _Task | None]]:
+    def plan(writer: ShardWriter) -> Iterator[tuple[Any, ClipTask | None]]:
         nonlocal max_fold
         for record in records:
             report.seen += 1
@@ -344,10 +259,11 @@ def ingest(
                 prev = old_skips[record.clip_id]
                 yield (record, key, ("known", (prev["reason"], prev["detail"]))), None
             else:
-                task = _Task(record.clip_id, str(root / record.source), face_mode.value, int(size), int(jpeg_quality))
+                path = str(root / record.source)
+                task = ClipTask(record.clip_id, path, face_mode.value, int(size), int(jpeg_quality))
                 yield (record, key, None), task
 
-    pipeline = _Pipeline(workers)
+    pipeline = ClipPipeline(workers)
     try:
         with ShardWriter(out, settings_key, shard_bytes) as writer:
             total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
@@ -371,7 +287,7 @@ def ingest(
                         payload = [encode_jpeg(c, jpeg_quality) for c in crops]
                         kind = "jpeg"
                     except Exception as exc:
-                        kind, payload = "skip", (_skip_reason(exc), f"{type(exc).__name__}: {exc}")
+                        kind, payload = "skip", (skip_reason(exc), f"{type(exc).__name__}: {exc}")
                 if kind == "skip":
                     skip(record, payload[0], payload[1], key)
                     continue

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from maedfer.constants import DEFAULT_STRIDE, IMG_SIZE
 from maedfer.data.datasets import decode_frames
 from maedfer.data.faces import MtcnnSettings, NoFaceError, crop_box
-from maedfer.data.ingest import encode_jpeg
+from maedfer.data.ingest_work import encode_jpeg
 from maedfer.data.transforms import eval_transform
 from maedfer.data.video_io import read_frames
 from maedfer.predict.loading import LoadedModel, load_for_prediction
