@@ -1,4 +1,8 @@
-"""Training infrastructure that does not depend on model or data internals."""
+"""Training: the engine and its parts (process group, optimiser, schedule, checkpoints), and the two stages.
+
+The modules of this package other than ``pretrain_loop``, ``finetune_loop``, ``evaluate``,
+``outputs`` and ``transfer`` do not depend on model or data internals.
+"""
 
 from maedfer.train.checkpoint import (
     LAST_NAME,
@@ -23,18 +27,27 @@ from maedfer.train.distributed import (
     seed_everything,
     unwrap_model,
 )
+from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
 from maedfer.train.optim import build_optimizer, layer_scales, param_groups, scaled_lr
+from maedfer.train.policy import NonFiniteLossError, autocast, check_warmup
 from maedfer.train.schedule import WarmupCosineSchedule, lr_at
 
 __all__ = [
     "LAST_NAME",
     "CheckpointError",
     "DistInfo",
+    "Engine",
+    "EpochStats",
+    "Hooks",
+    "NonFiniteLossError",
+    "Recipe",
     "TrainingState",
     "WarmupCosineSchedule",
     "all_reduce_mean",
+    "autocast",
     "barrier",
     "build_optimizer",
+    "check_warmup",
     "cleanup",
     "find_resume_checkpoint",
     "mark_finished",

@@ -66,6 +66,7 @@ class TrainingState:
 
 
 def checkpoint_name(global_step: int) -> str:
+    """Return the file name of the checkpoint saved at ``global_step`` (``checkpoint-00000012.pt``)."""
     return f"checkpoint-{int(global_step):08d}.pt"
 
 
@@ -98,7 +99,7 @@ def _to_plain(obj: Any, where: str) -> Any:
 
 
 def collect_rng_state() -> dict[str, Any]:
-    """This process's RNG states: python, numpy (legacy global), torch CPU, and CUDA.
+    """Collect this process's RNG states: python, numpy (legacy global), torch CPU, and CUDA.
 
     CUDA: every device in a single process; only the current device under a process group (so no
     rank touches another rank's GPU). Nothing when CUDA was never initialised.
@@ -122,6 +123,7 @@ def collect_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
+    """Set this process's RNG states from :func:`collect_rng_state`'s output (CUDA ones only where CUDA is)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npst = state["numpy"]
@@ -222,7 +224,10 @@ def save_training_state(
 
 
 def is_complete(path: str | Path) -> bool:
-    """A readable torch zip archive (files are renamed into place whole, so this catches foreign/corrupt files)."""
+    """Tell whether ``path`` is a readable torch zip archive.
+
+    Files are renamed into place whole, so this catches foreign or corrupt files.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             return any(n.endswith("/data.pkl") for n in zf.namelist())
@@ -258,7 +263,7 @@ def _plain_json(value: Any) -> str:
 
 
 def resume_or_restart(directory: str | Path, config: dict[str, Any]) -> Path | None:
-    """The checkpoint that this run continues from, or ``None`` to start afresh.
+    """Return the checkpoint that this run continues from, or ``None`` to start afresh.
 
     Continues the newest checkpoint of an *unfinished* run with the same settings (a killed run,
     ``OPERATIONAL_KEYS`` aside; one killed during its final test continues with the test). A
@@ -293,7 +298,7 @@ def resume_or_restart(directory: str | Path, config: dict[str, Any]) -> Path | N
 
 
 def read_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw payload (``weights_only=True``), checked for our format."""
+    """Return the raw payload (``weights_only=True``), checked for our format."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")

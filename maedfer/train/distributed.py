@@ -29,6 +29,8 @@ class DistributedSetupError(RuntimeError):
 
 @dataclass(frozen=True)
 class DistInfo:
+    """Where this process runs: its rank among ``world_size`` processes, local rank and device."""
+
     rank: int
     world_size: int
     local_rank: int
@@ -37,23 +39,27 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
+        """Tell whether more than one process trains (DDP)."""
         return self.world_size > 1
 
 
 def is_dist() -> bool:
-    """True inside an initialised process group."""
+    """Tell whether this process is inside an initialised process group."""
     return dist.is_available() and dist.is_initialized()
 
 
 def get_rank() -> int:
+    """Return this process's rank (0 without a process group)."""
     return dist.get_rank() if is_dist() else 0
 
 
 def get_world_size() -> int:
+    """Return the number of processes (1 without a process group)."""
     return dist.get_world_size() if is_dist() else 1
 
 
 def is_main_process() -> bool:
+    """Tell whether this is rank 0, the process that writes the outputs."""
     return get_rank() == 0
 
 
@@ -99,7 +105,7 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0, use_
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    """Return the module inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
             model = model.module
@@ -110,6 +116,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
     if not is_dist():
         return
     if dist.get_backend() == "nccl":

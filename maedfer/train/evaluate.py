@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from maedfer.constants import DEFAULT_STRIDE
 from maedfer.data.datasets import FinetuneDataset, make_loader
 from maedfer.data.shards import index_metadata, read_index
 from maedfer.models import load_model
@@ -17,7 +18,7 @@ from maedfer.train.outputs import predict, write_outputs
 
 
 def load_classifier(path: str | Path, class_names: list[str] | None = None, **official_kwargs: Any) -> torch.nn.Module:
-    """A maedfer model file, or an official fine-tuned checkpoint (converted in memory)."""
+    """Load a maedfer model file, or an official fine-tuned checkpoint (converted in memory)."""
     try:
         model = load_model(path)
     except ModelFileError:
@@ -30,7 +31,13 @@ def load_classifier(path: str | Path, class_names: list[str] | None = None, **of
 
 
 def evaluate(checkpoint: str | Path, index_path: str | Path, fold: int | None, out_dir: str | Path,
-             stride: int = 4, batch_size: int = 16, num_workers: int = 4, **official_kwargs: Any) -> dict[str, Any]:
+             stride: int = DEFAULT_STRIDE, batch_size: int = 16, num_workers: int = 4,
+             **official_kwargs: Any) -> dict[str, Any]:
+    """Run the 2-clip test of a classifier on a fold's test clips (every clip when ``fold`` is None).
+
+    Writes ``predictions.csv``, ``metrics.json`` and ``confusion.png`` into ``out_dir`` (main rank)
+    and returns the metrics (``{}`` on the other ranks).
+    """
     dist = init_distributed()
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     model = load_classifier(checkpoint, class_names, **official_kwargs).to(dist.device)

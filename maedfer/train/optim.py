@@ -23,14 +23,14 @@ logger = logging.getLogger(__name__)
 
 
 def scaled_lr(base_lr: float, total_batch: int) -> float:
-    """The linear scaling rule the authors use: ``base_lr * total_batch / 256``."""
+    """Apply the linear scaling rule the authors use: ``base_lr * total_batch / 256``."""
     if total_batch <= 0:
         raise ValueError(f"total batch size must be positive, got {total_batch}")
     return base_lr * total_batch / 256
 
 
 def layer_scales(num_layers: int, decay: float) -> list[float]:
-    """lr multiplier of each layer id ``0..num_layers-1``; the last id (the head) gets 1.0."""
+    """Return the lr multiplier of each layer id ``0..num_layers-1``; the last id (the head) gets 1.0."""
     return [decay ** (num_layers - 1 - i) for i in range(num_layers)]
 
 

@@ -49,6 +49,7 @@ class WarmupCosineSchedule:
         warmup_steps: int = 0,
         warmup_start_lr: float = 0.0,
     ) -> None:
+        """Schedule ``total_steps`` updates of ``optimizer``, the first ``warmup_steps`` of them warm-up."""
         if total_steps <= 0:
             raise ValueError(f"total_steps must be positive, got {total_steps}")
         if not 0 <= warmup_steps <= total_steps:
@@ -79,6 +80,7 @@ class WarmupCosineSchedule:
         return cls(optimizer, base_lr, min_lr, epochs * steps_per_epoch, warm, warmup_start_lr)
 
     def lr_at(self, step: int) -> float:
+        """Return the (unscaled) lr of update ``step`` under this schedule."""
         return lr_at(step, self.base_lr, self.min_lr, self.total_steps, self.warmup_steps, self.warmup_start_lr)
 
     def step(self) -> float:
@@ -91,6 +93,7 @@ class WarmupCosineSchedule:
         return lr
 
     def state_dict(self) -> dict[str, Any]:
+        """Return the step counter and the settings (checked again by :meth:`load_state_dict`)."""
         return {
             "step_count": self.step_count,
             "base_lr": self.base_lr,
