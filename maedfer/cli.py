@@ -1,8 +1,8 @@
 """The ``maedfer`` command: one sub-command per task, each defined in its own module.
 
-Sub-command modules are imported lazily so that ``maedfer --help`` stays fast (torch and
-mlflow imports cost seconds). Each module exposes ``add_parser(subparsers)`` which registers
-its parser and sets ``func(args) -> int``.
+The modules live in :mod:`maedfer.commands` and are imported lazily so that ``maedfer --help``
+stays fast (torch and mlflow imports cost seconds). Each module exposes ``add_parser(subparsers)``
+which registers its parser and sets ``func(args) -> int``.
 """
 
 from __future__ import annotations
@@ -13,16 +13,11 @@ import logging
 import sys
 
 from maedfer import __version__
+from maedfer.commands import COMMANDS, module_name
 from maedfer.logging_utils import setup_logging
 
-# sub-command name -> (module providing add_parser(), one-line help)
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "model-stats": ("maedfer.models.stats_cli", "parameters and FLOPs of Tables 3, 4, 9, 10 beside the paper"),
-    "convert": ("maedfer.models.convert_cli", "convert an official MAE-DFER checkpoint to a maedfer model file"),
-    "demo-data": ("maedfer.demo.cli", "generate the labelled demo dataset from real faces (DFEW/VoxCeleb2 layouts)"),
-    "predict": ("maedfer.predict_cli", "expression probabilities of videos, per window and overall"),
-    "workflow": ("maedfer.workflow.cli", "validate params files, list a target's jobs, write the DVC pipelines"),
-}
+# sub-command name -> (module providing add_parser(), one-line help); the modules live in maedfer/commands/
+SUBCOMMANDS: dict[str, tuple[str, str]] = {name: (module_name(name), text) for name, text in COMMANDS.items()}
 
 log = logging.getLogger("maedfer")
 
@@ -32,6 +27,7 @@ class UserError(Exception):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``maedfer`` parser; only sub-command ``only`` (if any) has its module imported and its options."""
     parser = argparse.ArgumentParser(prog="maedfer", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"maedfer {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -45,6 +41,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``maedfer``; a user error is one line ``maedfer <command>: error: ...`` and exit status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=command if command in SUBCOMMANDS else None)

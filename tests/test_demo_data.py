@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
+from maedfer.commands.demo_data import add_parser, settings_from_args
 from maedfer.data.adapters import DFEWAdapter, VoxCeleb2Adapter
 from maedfer.demo import CLASS_NAMES
-from maedfer.demo.cli import add_parser, settings_from_args
 from maedfer.demo.expressions import (
     ANGRY,
     HAPPY,

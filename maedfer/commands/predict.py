@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+from maedfer.commands import add_command
+
 log = logging.getLogger(__name__)
 
 
@@ -28,9 +30,10 @@ def _positive(text: str) -> int:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
+    """Register ``maedfer predict``."""
+    p = add_command(
+        subparsers,
         "predict",
-        help="expression probabilities of videos, per window and overall (table, JSON, annotated copy)",
         description=(
             "Detect and track faces (MTCNN), crop them as at training time, slide the test loader's windows "
             "(the model's clip: 16 frames taken every 4) over each video and print each window's class "
@@ -97,6 +100,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    """Predict every video; one error line per failed video, exit code 2 when any failed."""
     if not args.verbose:  # OpenCV's FFmpeg would add its own lines (e.g. "moov atom not found") to our one-line errors
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     from maedfer.predict import Predictor, PredictSettings, annotated_path

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from maedfer.commands import add_command
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert", help="convert an official MAE-DFER checkpoint to a maedfer model file")
+    """Register ``maedfer convert``."""
+    p = add_command(sub, "convert")
     p.add_argument("checkpoint", help="the authors' .pth file (state dict under 'model')")
     p.add_argument("output", help="maedfer model file to write (.pt)")
     p.add_argument(
@@ -49,6 +52,7 @@ def _class_names(args: argparse.Namespace) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert the checkpoint and write the maedfer model file."""
     from maedfer.models.checkpoint import save_model
     from maedfer.models.official import load_official_checkpoint
 

@@ -1,0 +1,29 @@
+"""The ``maedfer`` sub-commands: one module per sub-command, named after it (``demo-data`` -> demo_data.py).
+
+Each module exposes ``add_parser(subparsers)``, which registers its parser through :func:`add_command`
+and sets ``func(args) -> int``. :mod:`maedfer.cli` imports only the module of the sub-command being run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+# sub-command name -> one-line help (``maedfer --help`` lists these without importing any module)
+COMMANDS: dict[str, str] = {
+    "model-stats": "parameters and FLOPs of Tables 3, 4, 9, 10 beside the paper",
+    "convert": "convert an official MAE-DFER checkpoint to a maedfer model file",
+    "demo-data": "generate the labelled demo dataset from real faces (DFEW/VoxCeleb2 layouts)",
+    "predict": "expression probabilities of videos, per window and overall",
+    "workflow": "validate params files, list a target's jobs, write the DVC pipelines",
+}
+
+
+def module_name(command: str) -> str:
+    """The module defining a sub-command (``demo-data`` -> ``maedfer.commands.demo_data``)."""
+    return f"{__name__}.{command.replace('-', '_')}"
+
+
+def add_command(subparsers: argparse._SubParsersAction, name: str, description: str | None = None,
+                help: str | None = None) -> argparse.ArgumentParser:
+    """Register sub-command ``name`` with its one-line help from :data:`COMMANDS` and a longer description."""
+    return subparsers.add_parser(name, help=help or COMMANDS[name], description=description)
