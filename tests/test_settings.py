@@ -119,3 +119,54 @@ def test_unknown_names_are_one_line_params_errors():
         p.finetune_config("nope", "dfew")
     with pytest.raises(ParamsError, match="no dataset 'nope' in datasets"):
         p.finetune_config("mae_dfer", "nope")
+
+
+def test_training_stages_take_explicit_flags_equal_to_the_default_over_the_params_file():
+    """The demo file sets epochs 40 and batch 16 (pretrain), batch 8 and mixup 0 (finetune); flags typed with the
+    dataclass defaults (50, 32, 0.8) still win, untyped ones come from the file."""
+    from pipeline import finetune, pretrain
+
+    demo = load_profile(ROOT / "params/demo.yaml")
+    args = pretrain.parse_args(["--params", "params/demo.yaml", "--pretraining", "mae_dfer", "--index", "i",
+                                "--out", "o", "--epochs", "50", "--batch-size", "32"])
+    cfg = pretrain.resolve_config_from_args(args, demo)
+    assert (cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.base_lr) == (50, 32, 3, 3.0e-2)
+    args = pretrain.parse_args(["--index", "i", "--out", "o", "--epochs", "7"])
+    assert pretrain.resolve_config_from_args(args, None) == PretrainConfig(epochs=7)
+    args = finetune.parse_args(["--params", "params/demo.yaml", "--experiment", "mae_dfer", "--dataset", "dfew",
+                                "--fold", "1", "--index", "i", "--out", "o", "--init", "m.pt", "--batch-size", "32",
+                                "--mixup", "0.8", "--auto-augment", "none"])
+    cfg = finetune.resolve_config_from_args(args, demo)
+    assert (cfg.batch_size, cfg.mixup, cfg.epochs, cfg.init, cfg.auto_augment) == (32, 0.8, 100, "m.pt", None)
+    assert cfg.arch == "lgi_former_test" and cfg.crop_scale == (0.6, 1.0)
+    args = finetune.parse_args(["--params", "params/demo.yaml", "--experiment", "mae_dfer", "--dataset", "dfew",
+                                "--fold", "1", "--index", "i", "--out", "o"])
+    with pytest.raises(ValueError, match="starts from a pre-training; pass its model.pt with --init"):
+        finetune.resolve_config_from_args(args, demo)
+
+
+@pytest.mark.parametrize("stage, argv, message", [
+    ("pretrain", ["--params", "params/demo.yaml", "--pretraining", "nope", "--index", "i", "--out", "o"],
+     "pretrain: error: params/demo.yaml: no pre-training 'nope' in pretrain.runs (mae_dfer)"),
+    ("pretrain", ["--index", "i", "--out", "o", "--arch-kwargs", "{bad"], "pretrain: error: --arch-kwargs: not valid"),
+    ("finetune", ["--params", "params/demo.yaml", "--dataset", "dfew", "--fold", "1", "--index", "i", "--out", "o"],
+     "finetune: error: --params and --experiment go together"),
+    ("ingest", ["--params", "params/demo.yaml", "--dataset", "mafw", "--root", ".", "--out", "o"],
+     "ingest: error: params/demo.yaml: no dataset 'mafw' in datasets (voxceleb2, dfew)"),
+    ("aggregate", ["--out", "o", "--no-tracking"], "aggregate: error: no table given"),
+    ("evaluate", ["--checkpoint", "c", "--index", "i", "--out", "o", "--stride", "x"],
+     "evaluate: error: argument --stride: invalid int value: 'x' (see --help)"),
+    ("figures", ["curves", "--runs", "nowhere", "--out", "o.png", "--params", "missing.yaml"],
+     "figures curves: error: missing.yaml: params file not found"),
+    ("acquire", ["--dataset", "ravdess", "--source", "s"], "acquire: error: the following arguments are required"),
+])
+def test_every_stage_reports_a_user_error_in_one_line_with_exit_2(stage, argv, message, capsys):
+    import importlib
+
+    module = importlib.import_module(f"pipeline.{stage}")
+    try:
+        code = module.main(argv)
+    except SystemExit as exc:  # argparse errors exit from the parser
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1, err

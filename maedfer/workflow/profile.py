@@ -45,33 +45,40 @@ class Profile:
     # -- names ------------------------------------------------------------------------------------
     @property
     def name(self) -> str:
+        """The profile name (``profile``: paper, demo)."""
         return self.data["profile"]
 
     @property
     def datasets(self) -> dict[str, dict[str, Any]]:
+        """The ``datasets`` section as written (name -> mapping)."""
         return self.data["datasets"]
 
     @property
     def tables(self) -> dict[str, dict[str, Any]]:
+        """The ``tables`` section as written (name -> mapping)."""
         return self.data["tables"]
 
     @property
     def figures(self) -> dict[str, dict[str, Any]]:
+        """The ``figures`` section as written (empty without one)."""
         return self.data.get("figures", {})
 
     @property
     def demo_data(self) -> dict[str, Any] | None:
+        """The ``demo_data`` section as written (None without one)."""
         return self.data.get("demo_data")
 
     @property
     def mlflow(self) -> dict[str, Any]:
+        """The ``mlflow`` section as written."""
         return self.data["mlflow"]
 
     def folds(self, dataset: str) -> list[int]:
+        """The folds of a dataset (empty for an unlabelled one)."""
         return list(self.datasets[dataset].get("folds", []))
 
     def table_folds(self, table: str) -> dict[str, list[int]]:
-        """dataset -> folds of a table (``all`` expanded)."""
+        """Map each dataset of a table to its folds (``all`` expanded)."""
         spec = self.tables[table]["datasets"]
         return {d: (self.folds(d) if f == "all" else list(f)) for d, f in spec.items()}
 
@@ -80,15 +87,19 @@ class Profile:
         return str(Path(self.data["paths"][key], *parts))
 
     def index_path(self, dataset: str) -> str:
+        """Where the dataset's shard index goes."""
         return self._p("shards", dataset, "index.parquet")
 
     def pretrain_dir(self, pretraining: str) -> str:
+        """The run folder of a named pretraining."""
         return self._p("runs", "pretrain", pretraining)
 
     def finetune_dir(self, experiment: str, dataset: str, fold: int) -> str:
+        """The fold run folder of an experiment on a dataset."""
         return self._p("runs", "finetune", experiment, dataset, f"fold{fold}")
 
     def results_dir(self, *parts: str) -> str:
+        """A folder under the profile's results."""
         return self._p("results", *parts)
 
     # -- named entries ------------------------------------------------------------------------------
@@ -114,8 +125,11 @@ class Profile:
         return _resolve.pretrain_settings(self.params, pretraining)
 
     def finetune_settings(self, experiment: str, dataset: str) -> dict[str, Any]:
-        """finetune.defaults, the model of the experiment's pretraining, the experiment's overrides and the
-        dataset's temporal stride; ``init`` is the pretraining's name (None: from scratch)."""
+        """Resolve an experiment on a dataset (see :func:`maedfer.settings.resolve.finetune_settings`).
+
+        finetune.defaults, the model of the experiment's pretraining, the experiment's overrides and the
+        dataset's temporal stride; ``init`` is the pretraining's name (None: from scratch).
+        """
         return _resolve.finetune_settings(self.params, experiment, dataset)
 
     def pretrain_config(self, pretraining: str, explicit: dict[str, Any] | None = None) -> PretrainConfig:
@@ -131,6 +145,7 @@ class Profile:
         return _resolve.finetune_config(self.params, experiment, dataset, explicit)
 
     def resources(self, stage: str) -> dict[str, Any]:
+        """The ``resources`` of a training stage as written (``{"gpus": 0}`` without)."""
         return dict(self.data[stage].get("resources", {"gpus": 0}))
 
 
