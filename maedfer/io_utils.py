@@ -32,15 +32,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
     write_text_atomic(path, json.dumps(obj, indent=indent, sort_keys=False) + "\n")
 
 
 def save_torch_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """Save ``obj`` with torch.save to ``path`` atomically."""
     import torch
 
     with atomic_path(path) as tmp:

@@ -1,4 +1,6 @@
-"""Tube-window masking (MAE-DFER): the same random patches of every spatial window stay visible
+"""Tube-window masking (MAE-DFER).
+
+Tube-window masking (MAE-DFER): the same random patches of every spatial window stay visible
 in every temporal slot, and every window keeps the same number of visible patches.
 
 The window is the encoder's region footprint in (h, w) (for a plain ViT, the whole frame,
@@ -15,6 +17,7 @@ from torch import nn
 
 
 class TubeWindowMaskGenerator:
+    """Boolean masks (B, L), True = masked, that keep the same patches of every window visible in every slot."""
     def __init__(self, grid: tuple[int, int, int], window: tuple[int, int], mask_ratio: float) -> None:
         t, h, w = grid
         wh, ww = window
@@ -31,16 +34,19 @@ class TubeWindowMaskGenerator:
 
     @classmethod
     def for_encoder(cls, encoder: nn.Module, mask_ratio: float) -> TubeWindowMaskGenerator:
+        """The generator whose window is ``encoder``'s region footprint in (h, w)."""
         grid = encoder.patch_embed.grid
         _, rh, rw = encoder.region_size
         return cls(grid, (rh, rw), mask_ratio)
 
     @property
     def num_patches(self) -> int:
+        """Tokens of the whole grid."""
         return self.grid[0] * self.grid[1] * self.grid[2]
 
     @property
     def num_visible(self) -> int:
+        """Visible tokens per sample."""
         t, h, w = self.grid
         return t * (h // self.window[0]) * (w // self.window[1]) * self.num_visible_per_window
 

@@ -1,0 +1,1 @@
+"""Data: dataset adapters, acquisition, ingest into Parquet shards, datasets, sampling and transforms."""

@@ -130,6 +130,7 @@ class ShardClipDataset(Dataset):
         return index, epoch
 
     def sample_rng(self, index: int, epoch: int) -> np.random.Generator:
+        """The random generator of sample ``index`` in ``epoch`` (independent of worker and rank)."""
         return derive_rng(self.seed, epoch, index)
 
     def read_frames(self, index: int, frame_indices: np.ndarray) -> torch.Tensor:
@@ -149,11 +150,13 @@ class ShardClipDataset(Dataset):
 
     @property
     def class_names(self) -> list[str]:
+        """Class names stored in the index metadata (empty when none)."""
         names = self.metadata.get("class_names")
         return list(json.loads(names)) if names else []
 
     @property
     def num_classes(self) -> int:
+        """Number of classes: from the class names, else the largest label + 1."""
         return len(self.class_names) or int(self.labels.max(initial=-1)) + 1
 
 
@@ -249,8 +252,11 @@ def make_loader(
     persistent_workers: bool = False,
     prefetch_factor: int | None = None,
 ) -> DataLoader:
-    """A DataLoader over ``dataset`` with an :class:`EpochSampler` (call ``loader.sampler.set_epoch(e)``
-    before each epoch). ``drop_last`` drops the last incomplete batch of each rank."""
+    """A DataLoader whose :class:`EpochSampler` gives every sample its epoch.
+
+    A DataLoader over ``dataset`` with an :class:`EpochSampler` (call ``loader.sampler.set_epoch(e)``
+    before each epoch). ``drop_last`` drops the last incomplete batch of each rank.
+    """
     sampler = EpochSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(
         dataset,

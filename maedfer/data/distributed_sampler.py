@@ -22,6 +22,7 @@ from torch.utils.data import DistributedSampler
 
 
 class EpochSampler(DistributedSampler):
+    """A DistributedSampler that yields (index, epoch) keys, so datasets draw their randomness per epoch."""
     def __init__(
         self,
         dataset: Sized,

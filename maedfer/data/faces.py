@@ -79,6 +79,7 @@ def fixed_upper_centre_box(height: int, width: int) -> tuple[int, int, int, int]
 
 
 def crop_fixed_upper_centre(frame: np.ndarray, size: int) -> np.ndarray:
+    """The fixed upper-centre square of ``frame`` resized to ``size`` x ``size`` (VoxCeleb2 framing)."""
     top, bottom, left, right = fixed_upper_centre_box(*frame.shape[:2])
     return resize_square(frame[top:bottom, left:right], size)  # (size, size, 3)
 
@@ -164,6 +165,7 @@ def crop_box(frame: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
 
 
 def default_device() -> str:
+    """"cuda" when a GPU is available, else "cpu"."""
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -91,9 +91,11 @@ class IngestReport:
 
     @property
     def num_skipped(self) -> int:
+        """Number of clips skipped, over all reasons."""
         return sum(len(v) for v in self.skipped.values())
 
     def to_json(self) -> dict[str, Any]:
+        """The report as written to ``report.json`` (with per-reason counts)."""
         data = asdict(self)
         data["skipped_counts"] = {reason: len(ids) for reason, ids in sorted(self.skipped.items())}
         data["num_skipped"] = self.num_skipped

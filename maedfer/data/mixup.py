@@ -40,7 +40,7 @@ def mixup_target(target: torch.Tensor, num_classes: int, lam: float = 1.0, smoot
 
 
 def rand_bbox(height: int, width: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """timm's CutMix box (yl, yh, xl, xh): sides sqrt(1 - lam) x the image's, centre uniform, clipped."""
+    """Timm's CutMix box (yl, yh, xl, xh): sides sqrt(1 - lam) x the image's, centre uniform, clipped."""
     ratio = np.sqrt(1.0 - lam)
     cut_h, cut_w = int(height * ratio), int(width * ratio)
     cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
@@ -50,8 +50,11 @@ def rand_bbox(height: int, width: int, lam: float, rng: np.random.Generator) -> 
 
 
 class Mixup:
-    """``x, soft_targets = mixup(x, target, rng=None)`` for x (B, C, T, H, W) (or (B, C, H, W)),
-    B even; x is mixed in place and returned."""
+    """Mixup / CutMix of a batch with label-smoothed soft targets.
+
+    ``x, soft_targets = mixup(x, target, rng=None)`` for x (B, C, T, H, W) (or (B, C, H, W)),
+    B even; x is mixed in place and returned.
+    """
 
     def __init__(
         self,
@@ -111,6 +114,7 @@ class Mixup:
     def __call__(
         self, x: torch.Tensor, target: torch.Tensor, rng: np.random.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix the batch ``x`` in place; returns it with the soft targets (B, num_classes)."""
         if x.shape[0] % 2 != 0:
             raise ValueError(f"Mixup needs an even batch size, got {x.shape[0]} (use drop_last=True)")
         lam = self.mix_(x, self.rng if rng is None else rng)
@@ -121,5 +125,6 @@ class SoftTargetCrossEntropy(nn.Module):
     """Mean over the batch of ``-sum_k target_k * log_softmax(logits)_k``: (B, K), (B, K) -> scalar."""
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Soft-target cross entropy of ``logits`` (B, K) against ``target`` (B, K)."""
         loss = torch.sum(-target * F.log_softmax(logits, dim=-1), dim=-1)
         return loss.mean()

@@ -44,42 +44,52 @@ def _affine(img: Image.Image, matrix: tuple[float, ...], resample: int, fill: tu
 
 
 def shear_x(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Shear horizontally by ``factor``."""
     return _affine(img, (1, factor, 0, 0, 1, 0), resample, fill)
 
 
 def shear_y(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Shear vertically by ``factor``."""
     return _affine(img, (1, 0, 0, factor, 1, 0), resample, fill)
 
 
 def translate_x_rel(img: Image.Image, pct: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Translate horizontally by ``pct`` of the width."""
     return _affine(img, (1, 0, pct * img.size[0], 0, 1, 0), resample, fill)
 
 
 def translate_y_rel(img: Image.Image, pct: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Translate vertically by ``pct`` of the height."""
     return _affine(img, (1, 0, 0, 0, 1, pct * img.size[1]), resample, fill)
 
 
 def rotate(img: Image.Image, degrees: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Rotate by ``degrees`` about the centre."""
     return img.rotate(degrees, resample=resample, fillcolor=fill)
 
 
 def auto_contrast(img: Image.Image, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Stretch each channel's histogram to the full range."""
     return ImageOps.autocontrast(img)
 
 
 def invert(img: Image.Image, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Invert the pixel values."""
     return ImageOps.invert(img)
 
 
 def equalize(img: Image.Image, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Equalise the histogram."""
     return ImageOps.equalize(img)
 
 
 def solarize(img: Image.Image, thresh: int, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Invert the pixels at or above ``thresh``."""
     return ImageOps.solarize(img, thresh)
 
 
 def solarize_add(img: Image.Image, add: int, resample: int, fill: tuple[int, ...], thresh: int = 128) -> Image.Image:
+    """Add ``add`` to the pixels below ``thresh`` (clipped to 255)."""
     lut = [min(255, i + add) if i < thresh else i for i in range(256)]
     if img.mode not in ("L", "RGB"):
         return img
@@ -87,22 +97,27 @@ def solarize_add(img: Image.Image, add: int, resample: int, fill: tuple[int, ...
 
 
 def posterize(img: Image.Image, bits: int, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Keep the ``bits`` most significant bits of each pixel."""
     return img if bits >= 8 else ImageOps.posterize(img, bits)
 
 
 def color(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Change the colour saturation by ``factor`` (1 = unchanged)."""
     return ImageEnhance.Color(img).enhance(factor)
 
 
 def contrast(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Change the contrast by ``factor`` (1 = unchanged)."""
     return ImageEnhance.Contrast(img).enhance(factor)
 
 
 def brightness(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Change the brightness by ``factor`` (1 = unchanged)."""
     return ImageEnhance.Brightness(img).enhance(factor)
 
 
 def sharpness(img: Image.Image, factor: float, resample: int, fill: tuple[int, ...]) -> Image.Image:
+    """Change the sharpness by ``factor`` (1 = unchanged)."""
     return ImageEnhance.Sharpness(img).enhance(factor)
 
 
@@ -160,6 +175,7 @@ def _solarize_add_args(level: float, rng: np.random.Generator) -> tuple:
 
 @dataclass(frozen=True)
 class OpDef:
+    """One RandAugment operation: the image function and how a magnitude maps to its arguments."""
     fn: Callable[..., Image.Image]
     level_to_args: Callable[[float, np.random.Generator], tuple]
 
@@ -208,8 +224,11 @@ class DrawnOp:
 
 
 class RandAugment:
-    """Clip-level RandAugment: ``__call__(clip, rng)`` with clip a uint8 tensor (T, C, H, W)
-    (or a list of RGB PIL images); returns the same kind, every frame transformed alike."""
+    """Clip-level RandAugment: the same operations on every frame.
+
+    Clip-level RandAugment: ``__call__(clip, rng)`` with clip a uint8 tensor (T, C, H, W)
+    (or a list of RGB PIL images); returns the same kind, every frame transformed alike.
+    """
 
     def __init__(
         self,
@@ -233,8 +252,11 @@ class RandAugment:
 
     @classmethod
     def from_config(cls, config: str = DEFAULT_CONFIG, interpolation: str = "bicubic") -> RandAugment:
-        """Parse a timm string such as ``rand-m7-n4-mstd0.5-inc1`` (m: magnitude, n: ops per
-        clip, mstd: magnitude noise std, inc: increasing op set)."""
+        """Build from a timm configuration string.
+
+        Parse a timm string such as ``rand-m7-n4-mstd0.5-inc1`` (m: magnitude, n: ops per
+        clip, mstd: magnitude noise std, inc: increasing op set).
+        """
         parts = config.split("-")
         if parts[0] != "rand":
             raise ValueError(f"RandAugment config must start with 'rand', got {config!r}")
@@ -279,6 +301,7 @@ class RandAugment:
         return out
 
     def __call__(self, clip: torch.Tensor | list[Image.Image], rng: np.random.Generator):
+        """Apply the sampled operations to every frame of ``clip`` (the same ones, with the same arguments)."""
         ops = self.sample(rng)
         if not ops:
             return clip

@@ -25,6 +25,7 @@ class FaceMode(StrEnum):
 
 
 class SourceKind(StrEnum):
+    """How a clip's source is stored."""
     VIDEO = "video"  # one video file
     FRAMES = "frames"  # a folder of image files, frame order = natural sort of file names
 

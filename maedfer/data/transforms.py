@@ -38,7 +38,10 @@ MULTI_SCALES: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
 
 
 class ClipTransform(Protocol):
-    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor: ...
+    """A clip transform: (T, C, H, W) clip and a random generator in, transformed clip out."""
+    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Transform ``clip`` drawing any randomness from ``rng``."""
+        ...
 
 
 def _check_clip(clip: torch.Tensor, name: str) -> None:
@@ -53,6 +56,7 @@ class Compose:
         self.transforms = list(transforms)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """Apply the transforms in order."""
         for t in self.transforms:
             clip = t(clip, rng)
         return clip
@@ -75,6 +79,7 @@ class ResizeShortSide:
         self.size = int(size)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """Resize the clip so that its short side is ``size``."""
         _check_clip(clip, "ResizeShortSide")
         h, w = clip.shape[-2:]
         if min(h, w) == self.size:
@@ -90,10 +95,12 @@ class ResizeShortSide:
 
 
 class CenterCrop:
+    """Crop the central ``size`` x ``size`` square of every frame."""
     def __init__(self, size: int = IMG_SIZE) -> None:
         self.size = int(size)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """The central crop of the clip."""
         _check_clip(clip, "CenterCrop")
         h, w = clip.shape[-2:]
         if h < self.size or w < self.size:
@@ -113,8 +120,11 @@ def random_resized_crop_params(
     ratio: tuple[float, float] = RRC_RATIO,
     attempts: int = 10,
 ) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop: area fraction in ``scale``, log-uniform aspect in
-    ``ratio``; after ``attempts`` misses, the central crop clamped to ``ratio``."""
+    """Draw a random crop as torchvision's RandomResizedCrop does.
+
+    (top, left, h, w) of a random crop: area fraction in ``scale``, log-uniform aspect in
+    ``ratio``; after ``attempts`` misses, the central crop clamped to ``ratio``.
+    """
     area = height * width
     log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(attempts):
@@ -135,8 +145,11 @@ def random_resized_crop_params(
 
 
 class RandomResizedCrop:
-    """One random crop for the whole clip, resized to ``size`` x ``size`` with (non-antialiased)
-    bilinear interpolation, as the authors' ``random_resized_crop`` (F.interpolate)."""
+    """One random crop for the whole clip.
+
+    One random crop for the whole clip, resized to ``size`` x ``size`` with (non-antialiased)
+    bilinear interpolation, as the authors' ``random_resized_crop`` (F.interpolate).
+    """
 
     def __init__(self, size: int = IMG_SIZE, scale=RRC_SCALE, ratio=RRC_RATIO) -> None:
         self.size = int(size)
@@ -144,6 +157,7 @@ class RandomResizedCrop:
         self.ratio = tuple(ratio)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The same random crop on every frame, resized to ``size`` x ``size``."""
         _check_clip(clip, "RandomResizedCrop")
         top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], rng, self.scale, self.ratio)
         t, c = clip.shape[:2]
@@ -160,10 +174,12 @@ class RandomResizedCrop:
 
 
 class RandomHorizontalFlip:
+    """Flip the whole clip horizontally with probability ``p``."""
     def __init__(self, p: float = 0.5) -> None:
         self.p = float(p)
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The clip, flipped with probability ``p``."""
         return clip.flip(-1) if rng.random() < self.p else clip
 
     def __repr__(self) -> str:
@@ -182,6 +198,7 @@ class Normalize:
         self._scale_f = (1.0 / self.std).float()
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """(x / 255 for uint8) minus the mean, divided by the std, per channel, as float32."""
         _check_clip(clip, "Normalize")
         scale = self._scale_u8 if clip.dtype == torch.uint8 else self._scale_f
         x = clip.float() if clip.dtype != torch.float32 else clip.clone()
@@ -239,6 +256,7 @@ class RandomErasing:
         return out
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The clip with the same random rectangles erased in every frame."""
         _check_clip(clip, "RandomErasing")
         if not clip.is_floating_point():
             raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
@@ -264,10 +282,13 @@ class RandomErasing:
 
 
 class GroupMultiScaleCrop:
-    """VideoMAE's GroupMultiScaleCrop: crop sides from ``scales`` x the short side (sides
+    """VideoMAE's multi-scale crop, the same for every frame.
+
+    VideoMAE's GroupMultiScaleCrop: crop sides from ``scales`` x the short side (sides
     within 3 pixels of ``size`` snap to it; width and height at most ``max_distort`` scale
     steps apart), at one of 13 fixed offsets (or anywhere with ``fix_crop=False``), resized
-    to ``size`` x ``size`` (bilinear)."""
+    to ``size`` x ``size`` (bilinear).
+    """
 
     def __init__(
         self,
@@ -285,6 +306,7 @@ class GroupMultiScaleCrop:
 
     @staticmethod
     def fixed_offsets(more: bool, image_w: int, image_h: int, crop_w: int, crop_h: int) -> list[tuple[int, int]]:
+        """Top-left offsets of the fixed crops (corners and centre; more positions with ``more``)."""
         w_step, h_step = (image_w - crop_w) // 4, (image_h - crop_h) // 4
         grid = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2)]
         if more:
@@ -307,6 +329,7 @@ class GroupMultiScaleCrop:
         return cw, ch, ow, oh
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        """The same multi-scale crop on every frame, resized to ``size`` x ``size``."""
         _check_clip(clip, "GroupMultiScaleCrop")
         cw, ch, ow, oh = self.params(clip.shape[-2], clip.shape[-1], rng)
         return _resize(clip[..., oh : oh + ch, ow : ow + cw], (self.size, self.size))
@@ -319,6 +342,7 @@ class ToModelLayout:
     """(T, C, H, W) -> contiguous float32 (C, T, H, W)."""
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """The clip as contiguous float32 (C, T, H, W)."""
         _check_clip(clip, "ToModelLayout")
         return rearrange(clip.float(), "t c h w -> c t h w").contiguous()
 

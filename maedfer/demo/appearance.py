@@ -1,5 +1,8 @@
-"""Per-clip appearance: lighting (brightness / contrast / gamma / colour, drifting over time,
-with a directional shading ramp), an optional replaced background, sensor noise."""
+"""Per-clip appearance: lighting, background and noise.
+
+Per-clip appearance: lighting (brightness / contrast / gamma / colour, drifting over time,
+with a directional shading ramp), an optional replaced background, sensor noise.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from maedfer.demo.motion import smooth_curve
 
 @dataclass(frozen=True)
 class Lighting:
+    """Per-frame lighting of one clip: gamma, contrast, brightness, colour cast and shading."""
     gamma: np.ndarray  # (n,)
     contrast: np.ndarray  # (n,)
     brightness: np.ndarray  # (n,) in units of full scale
@@ -37,6 +41,7 @@ class Lighting:
 
 
 def random_lighting(rng: np.random.Generator, n: int, fps: float, strength: float = 1.0) -> Lighting:
+    """Random lighting for ``n`` frames: a per-clip offset plus smooth drift, scaled by ``strength``."""
     k = strength
     gamma = np.exp(rng.uniform(-0.25, 0.25) * k + smooth_curve(rng, n, fps, 0.08 * k, freq=(0.1, 0.5)))
     contrast = np.exp(rng.uniform(-0.25, 0.12) * k + smooth_curve(rng, n, fps, 0.05 * k, freq=(0.1, 0.5)))
@@ -59,6 +64,7 @@ class Background:
     radii: tuple[float, float]
 
     def frame(self, t: int, size: int) -> np.ndarray:
+        """The ``size`` x ``size`` background window of frame ``t``."""
         x, y = int(round(self.path_x[t])), int(round(self.path_y[t]))
         return self.image[y : y + size, x : x + size]
 

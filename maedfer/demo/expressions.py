@@ -109,6 +109,7 @@ class Points:
 
     @classmethod
     def of(cls, shape: FaceShape) -> Points:
+        """The control points of a face with landmarks ``shape``."""
         nose = np.asarray(shape.nose, dtype=float)
         corner = (np.asarray(shape.mouth_left, dtype=float), np.asarray(shape.mouth_right, dtype=float))
         mouth = (corner[0] + corner[1]) / 2

@@ -24,6 +24,7 @@ class FaceFrame:
 
     @classmethod
     def from_eyes(cls, left: np.ndarray, right: np.ndarray) -> FaceFrame:
+        """The face frame whose eyes are the landmarks ``left`` and ``right``."""
         left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
         delta = right - left
         iod = float(np.hypot(*delta))
@@ -74,10 +75,12 @@ class FaceShape:
 
     @property
     def mouth_centre(self) -> np.ndarray:
+        """Midpoint of the mouth corners."""
         return (np.asarray(self.mouth_left) + np.asarray(self.mouth_right)) / 2
 
     @property
     def mouth_half_width(self) -> float:
+        """Half the distance between the mouth corners."""
         return float(np.hypot(*(np.asarray(self.mouth_right) - np.asarray(self.mouth_left))) / 2)
 
 
@@ -95,7 +98,9 @@ class FaceBase:
 
 
 def prepare_base(base: FaceBase, target_iod: float, extent: float = 5.0, oversample: float = 1.2) -> FaceBase:
-    """Crop ``base`` to ``extent`` IODs around the eyes and shrink it so its IOD is about
+    """Crop and shrink a face base to about the resolution it is rendered at.
+
+    Crop ``base`` to ``extent`` IODs around the eyes and shrink it so its IOD is about
     ``oversample * target_iod`` (never enlarged): rendering at ``target_iod`` then samples a
     source of similar resolution (little aliasing) and touches a small image.
     """

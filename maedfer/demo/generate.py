@@ -44,6 +44,7 @@ class DemoDataError(ValueError):
 
 @dataclass(frozen=True)
 class DemoSettings:
+    """Size and seed of the synthetic demo data set."""
     clips_per_class: int = 2  # per identity and class
     pretrain_clips: int = 60
     frames_min: int = 20
@@ -53,6 +54,7 @@ class DemoSettings:
     seed: int = 0
 
     def validate(self) -> None:
+        """Raise :class:`DemoDataError` naming the first invalid setting."""
         if self.clips_per_class < 1:
             raise DemoDataError(f"--clips-per-class must be >= 1, not {self.clips_per_class}")
         if self.pretrain_clips < 0:
@@ -72,6 +74,7 @@ TINY = DemoSettings(clips_per_class=1, pretrain_clips=3, frames_min=8, frames_ma
 
 @dataclass(frozen=True)
 class ExpressionPlan:
+    """One expression clip to render: its identity, base face, label and frame count."""
     index: int  # seeds the clip's generator
     clip_id: str
     identity: int
@@ -82,6 +85,7 @@ class ExpressionPlan:
 
 @dataclass(frozen=True)
 class PretrainPlan:
+    """One pre-training clip to render (VoxCeleb2 layout: speaker, video, clip)."""
     index: int
     speaker: str
     video: str
@@ -95,6 +99,7 @@ class PretrainPlan:
 
 @dataclass
 class DemoPlan:
+    """Every clip of the demo data set and the test fold of each identity."""
     fold_of: dict[str, int]  # identity name -> test fold
     expression: list[ExpressionPlan]
     pretrain: list[PretrainPlan]
@@ -241,6 +246,7 @@ def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan
 
 
 def read_manifest(out: Path) -> dict | None:
+    """The ``manifest.json`` of a demo data folder, None when missing or damaged."""
     try:
         return json.loads((out / "manifest.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -248,6 +254,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def is_complete(out: Path, settings: DemoSettings) -> bool:
+    """True when ``out`` holds a finished data set of this generator version and these settings."""
     m = read_manifest(out)
     return bool(
         m
@@ -314,4 +321,5 @@ def generate_demo(
 
 
 def tiny_settings(seed: int = 0) -> DemoSettings:
+    """The tiny test settings with another seed."""
     return replace(TINY, seed=seed)

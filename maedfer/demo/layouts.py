@@ -28,10 +28,12 @@ YOUTUBE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 
 
 def dfew_frame_dir(root: Path, clip_id: str) -> Path:
+    """The DFEW frame folder of a clip."""
     return root / "Clip" / "clip_224x224" / clip_id
 
 
 def dfew_split_csv(root: Path, part: str, fold: int) -> Path:
+    """The DFEW split CSV of ``part`` ("train" or "test") of ``fold``."""
     return root / "EmoLabel_DataSplit" / f"{part}(single-labeled)" / f"set_{fold}.csv"
 
 
@@ -83,6 +85,7 @@ def youtube_like_id(rng: np.random.Generator) -> str:
 
 
 def vox_clip_path(root: Path, speaker: str, video: str, clip: str) -> Path:
+    """The VoxCeleb2 path of a clip."""
     return root / "dev" / "mp4" / speaker / video / f"{clip}.mp4"
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 
 def smoothstep(x: np.ndarray | float) -> np.ndarray:
+    """Cubic ease 3x^2 - 2x^3 of ``x`` clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
 
@@ -40,6 +41,7 @@ class Envelope:
     end_level: float
 
     def __call__(self, n: int) -> np.ndarray:
+        """The envelope over ``n`` frames: rise, hold, then fall to ``end_level``."""
         t = np.arange(n, dtype=float)
         up = smoothstep((t - self.start) / max(self.rise, 1e-6))
         down = 1 - (1 - self.end_level) * smoothstep((t - self.fall_start) / max(self.fall, 1e-6))
@@ -90,6 +92,7 @@ class Pose:
     shift_y: np.ndarray
 
     def at(self, t: int) -> tuple[float, float, float, float]:
+        """(roll, scale, shift_x, shift_y) of frame ``t``."""
         return float(self.roll[t]), float(self.scale[t]), float(self.shift_x[t]), float(self.shift_y[t])
 
 

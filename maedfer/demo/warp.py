@@ -1,4 +1,6 @@
-"""Rendering one face frame: output pixels -> face coordinates (head pose, framing) -> expression
+"""Rendering one face frame with a single remap.
+
+Rendering one face frame: output pixels -> face coordinates (head pose, framing) -> expression
 displacement -> source pixels, one ``cv2.remap``; then the open-mouth cavity is painted.
 
 Fields are smooth, so they are evaluated on a half-resolution grid and the maps upsampled.
@@ -128,6 +130,7 @@ def mouth_cavity(q: np.ndarray, controls: Controls, shape: FaceShape) -> tuple[n
 
 
 def upsample(a: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a square field to ``size`` x ``size``."""
     return cv2.resize(a, (size, size), interpolation=cv2.INTER_LINEAR)
 
 

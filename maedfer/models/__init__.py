@@ -1,5 +1,8 @@
-"""The MAE-DFER model zoo: LGI-Former and ViT encoders, classifiers, the pre-training model,
-the authors' checkpoint converter and size/compute statistics."""
+"""The MAE-DFER model zoo.
+
+The MAE-DFER model zoo: LGI-Former and ViT encoders, classifiers, the pre-training model,
+the authors' checkpoint converter and size/compute statistics.
+"""
 
 from maedfer.models.checkpoint import load_model, save_model
 from maedfer.models.classifier import VideoClassifier

@@ -28,6 +28,7 @@ class ModelFileError(ValueError):
 def save_model(
     path: str | Path, model: nn.Module, class_names: list[str] | None = None, extra: dict[str, Any] | None = None
 ) -> Path:
+    """Save ``model`` with its factory name, keyword arguments and class names; returns the path."""
     model = getattr(model, "module", model)  # unwrap DDP
     arch = getattr(model, "arch", None)
     if arch is None:
@@ -48,6 +49,7 @@ def save_model(
 
 
 def read_model_file(path: str | Path) -> dict[str, Any]:
+    """The payload of a maedfer model file (FileNotFoundError or ValueError otherwise)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
@@ -63,8 +65,11 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, **overrides: Any) -> nn.Module:
-    """Rebuild and load a model saved by :func:`save_model`. ``overrides`` change constructor
-    arguments that do not affect weights (e.g. ``drop_path_rate``)."""
+    """Rebuild a model from its file.
+
+    Rebuild and load a model saved by :func:`save_model`. ``overrides`` change constructor
+    arguments that do not affect weights (e.g. ``drop_path_rate``).
+    """
     payload = read_model_file(path)
     model = create_model(payload["arch"], init=False, **{**payload["arch_kwargs"], **overrides})
     model.load_state_dict(payload["state_dict"], strict=True)

@@ -14,8 +14,11 @@ PoolTokens = Literal["region", "local"]
 
 
 class VideoClassifier(EncoderLayerGroups, nn.Module):
-    """Pools the encoder's representative tokens (``pool="region"``, the paper's default) or its
-    local patch tokens (``pool="local"``, Table 11's "original tokens"; the only choice for ViT)."""
+    """An encoder with a pooled, normalised linear head.
+
+    Pools the encoder's representative tokens (``pool="region"``, the paper's default) or its
+    local patch tokens (``pool="local"``, Table 11's "original tokens"; the only choice for ViT).
+    """
 
     def __init__(
         self,
@@ -52,13 +55,16 @@ class VideoClassifier(EncoderLayerGroups, nn.Module):
             self.head.bias.mul_(self.head_init_scale)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled, normalised features (B, C) of clips (B, 3, T, H, W)."""
         # x: (B, 3, T, H, W) -> (B, C) pooled, normalised clip embedding
         out = self.encoder(x)
         tokens = out.region_tokens if self.pool == "region" else out.tokens  # (B, M or L, C)
         return self.fc_norm(tokens.mean(1))
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, K) of pooled features (dropout, then the linear head)."""
         return self.head(self.head_drop(features))  # (B, classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, K) of clips (B, 3, T, H, W)."""
         return self.forward_head(self.forward_features(x))

@@ -75,8 +75,11 @@ def classifier_flops(model: nn.Module, batch_size: int = 1) -> int:
 
 
 def pretrain_flops(model: nn.Module, batch_size: int = 1, seed: int = 0) -> int:
-    """FLOPs of a pre-training forward with a freshly drawn mask (visible-token count is data-dependent,
-    so this runs on CPU with real tensors)."""
+    """FLOPs of one pre-training forward.
+
+    FLOPs of a pre-training forward with a freshly drawn mask (visible-token count is data-dependent,
+    so this runs on CPU with real tensors).
+    """
     pe = model.encoder.patch_embed
     x = torch.zeros(batch_size, 3, pe.num_frames, pe.img_size, pe.img_size)
     mask = model.sample_mask(batch_size, generator=torch.Generator().manual_seed(seed))
@@ -84,4 +87,5 @@ def pretrain_flops(model: nn.Module, batch_size: int = 1, seed: int = 0) -> int:
 
 
 def count_params(model: nn.Module) -> int:
+    """Number of parameters of ``model``."""
     return sum(p.numel() for p in model.parameters())

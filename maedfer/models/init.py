@@ -21,6 +21,7 @@ def trunc_normal_(tensor: torch.Tensor, std: float = 0.02, bound: float | None =
 
 
 def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialise every Linear and LayerNorm of ``module`` with ``scheme`` ("finetune" or "pretrain")."""
     if scheme not in ("finetune", "pretrain"):
         raise ValueError(f"unknown init scheme {scheme!r}; expected 'finetune' or 'pretrain'")
     for m in module.modules():

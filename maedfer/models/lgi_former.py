@@ -47,6 +47,7 @@ class ResidualSelfAttention(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual self-attention over the tokens of each group."""
         # x: (B', L, C)
         return x + self.drop_path(self.attn(self.norm(x)))
 
@@ -62,6 +63,7 @@ class LocalGlobalInteraction(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, local: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """Local tokens after reading the representative tokens."""
         # local: (B, M*N, C); regions: (B, M, C)
         return local + self.drop_path(self.attn(self.norm_q(local), self.norm_kv(regions)))
 
@@ -70,10 +72,12 @@ class SkipInteraction(nn.Module):
     """Stand-in for a switched-off local-global interaction: returns the local tokens unchanged."""
 
     def forward(self, local: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """The local tokens unchanged."""
         return local
 
 
 class LGIBlock(nn.Module):
+    """One LGI-Former block: intra-region, inter-region, local-global interaction, FFN."""
     def __init__(
         self,
         dim: int,
@@ -98,6 +102,7 @@ class LGIBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, M, 1+N, C) -> (B, M, 1+N, C)."""
         # x: (B, M, 1+N, C), index 0 of each region = its representative token
         b, m, s, c = x.shape
         x = self.intra(x.reshape(b * m, s, c)).reshape(b, m, s, c)

@@ -77,6 +77,7 @@ class ConversionError(ValueError):
 
 @dataclass
 class OfficialSpec:
+    """What an official state dict holds: kind, encoder type, sizes and LGI-Former variant."""
     kind: str  # "finetune" | "pretrain"
     encoder: str  # "lgi" | "vit"
     embed_dim: int

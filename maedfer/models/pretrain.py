@@ -30,6 +30,7 @@ TokenOrder = Literal["authors", "raster"]
 
 
 class MAEDecoder(nn.Module):
+    """The light MAE decoder: Transformer blocks on all tokens, then a linear head on the masked ones."""
     def __init__(
         self,
         dim: int = 384,
@@ -46,6 +47,7 @@ class MAEDecoder(nn.Module):
         self.head = nn.Linear(dim, out_dim)
 
     def forward(self, x: torch.Tensor, num_masked: int) -> torch.Tensor:
+        """Predictions (B, Lm, out_dim) for the last ``num_masked`` tokens."""
         # x: (B, Lv + Lm, Cd), mask tokens last
         for blk in self.blocks:
             x = blk(x)
@@ -53,6 +55,7 @@ class MAEDecoder(nn.Module):
 
 
 class MAEPretrainModel(EncoderLayerGroups, nn.Module):
+    """The MAE-DFER pre-training model: encoder on the visible tokens, decoder, joint targets."""
     extra_no_weight_decay = frozenset({"mask_token"})
 
     def __init__(
@@ -94,9 +97,11 @@ class MAEPretrainModel(EncoderLayerGroups, nn.Module):
     def sample_mask(
         self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
     ) -> torch.Tensor:
+        """Draw a batch of tube-window masks (B, L), True = masked."""
         return self.mask_generator(batch_size, generator=generator, device=device)
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predictions (B, Lm, 2*P*P*3) of the masked cubes, in raster order."""
         # video: (B, 3, T, H, W); mask: (B, L) bool, True = masked
         enc = self.encoder(video, mask)
         x_vis = self.encoder_to_decoder(enc.tokens)  # (B, Lv, Cd)
@@ -109,10 +114,12 @@ class MAEPretrainModel(EncoderLayerGroups, nn.Module):
         return self.decoder(x, num_masked)  # (B, Lm, out_dim)
 
     def targets(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Appearance and motion targets of the masked cubes (B, Lm, D)."""
         with torch.no_grad():
             return masked_targets(video, mask, self.patch_size, self.tubelet_size)
 
     def loss(self, video: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eq. 2 loss and its appearance and motion parts."""
         return weighted_mse(pred, self.targets(video, mask), self.appearance_weight)
 
     def forward_loss(

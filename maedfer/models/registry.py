@@ -37,15 +37,18 @@ DECODER_SIZES: dict[str, dict[str, Any]] = {
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register a model factory under its function name."""
     _REGISTRY[fn.__name__] = fn
     return fn
 
 
 def list_models() -> list[str]:
+    """Names of the registered model factories, sorted."""
     return sorted(_REGISTRY)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build model ``name`` with ``kwargs``; the model remembers both (``arch``, ``arch_kwargs``)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     model = _REGISTRY[name](**kwargs)
@@ -107,11 +110,13 @@ def lgi_former_base_patch16_160(**kwargs: Any) -> VideoClassifier:
 
 @register_model
 def lgi_former_small_patch16_160(**kwargs: Any) -> VideoClassifier:
+    """LGI-Former small (384-d, 16 blocks, 6 heads), region 2x5x10 (Table 9)."""
     return _lgi_classifier("small", **kwargs)
 
 
 @register_model
 def lgi_former_tiny_patch16_160(**kwargs: Any) -> VideoClassifier:
+    """LGI-Former tiny (256-d, 16 blocks, 4 heads), region 2x5x10 (Table 9)."""
     return _lgi_classifier("tiny", **kwargs)
 
 
@@ -129,6 +134,7 @@ def vit_base_patch16_160(**kwargs: Any) -> VideoClassifier:
 
 @register_model
 def vit_test(**kwargs: Any) -> VideoClassifier:
+    """A 64-d, 2-block ViT for tests."""
     return _vit_classifier("test", **kwargs)
 
 
@@ -140,16 +146,19 @@ def pretrain_lgi_former_base_patch16_160(**kwargs: Any) -> MAEPretrainModel:
 
 @register_model
 def pretrain_lgi_former_small_patch16_160(**kwargs: Any) -> MAEPretrainModel:
+    """Pre-training model with the LGI-Former small encoder."""
     return _lgi_pretrain("small", **kwargs)
 
 
 @register_model
 def pretrain_lgi_former_tiny_patch16_160(**kwargs: Any) -> MAEPretrainModel:
+    """Pre-training model with the LGI-Former tiny encoder."""
     return _lgi_pretrain("tiny", **kwargs)
 
 
 @register_model
 def pretrain_lgi_former_test(**kwargs: Any) -> MAEPretrainModel:
+    """Pre-training model with the 64-d test LGI-Former and a 1-block 32-d decoder."""
     kwargs.setdefault("decoder", "test")
     return _lgi_pretrain("test", **kwargs)
 
@@ -162,6 +171,7 @@ def pretrain_vit_base_patch16_160(**kwargs: Any) -> MAEPretrainModel:
 
 @register_model
 def pretrain_vit_test(**kwargs: Any) -> MAEPretrainModel:
+    """Pre-training model with the 64-d test ViT and a 1-block 32-d decoder."""
     kwargs.setdefault("decoder", "test")
     return _vit_pretrain("test", **kwargs)
 

@@ -18,6 +18,7 @@ from maedfer.models.registry import create_model
 
 @dataclass(frozen=True)
 class Variant:
+    """One model variant of Tables 9-10 with the paper's parameter and FLOP counts."""
     table: str
     label: str
     arch: str
@@ -57,6 +58,7 @@ def measure(variant: Variant, num_classes: int = 7) -> tuple[int, int]:
 
 
 def stats_table(variants: tuple[Variant, ...] = VARIANTS) -> list[dict[str, Any]]:
+    """Parameters and GFLOPs of every variant next to the paper's."""
     rows = []
     cache: dict[tuple, tuple[int, int]] = {}
     for v in variants:
@@ -79,6 +81,7 @@ def stats_table(variants: tuple[Variant, ...] = VARIANTS) -> list[dict[str, Any]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The rows of :func:`stats_table` as a fixed-width text table."""
     head = (
         f"{'table':>5}  {'variant':<34} {'params':>12} {'(M)':>7} {'paper':>6}  {'GFLOPs':>7} {'paper':>6} {'diff':>6}"
     )

@@ -1,4 +1,6 @@
-"""An annotated copy of a video: every face track's crop box, its current window's label and one
+"""An annotated copy of a video.
+
+An annotated copy of a video: every face track's crop box, its current window's label and one
 probability bar per class.
 
 The current window of a frame is the window of that track covering the frame whose centre is
@@ -157,6 +159,7 @@ class Painter:
 
 @functools.cache
 def ffmpeg_has_libx264() -> bool:
+    """True when an ``ffmpeg`` command with the libx264 encoder is on PATH."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         return False

@@ -52,7 +52,7 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """cuda when available and ``device`` is None; a clear error when cuda is asked for but absent."""
+    """Cuda when available and ``device`` is None; a clear error when cuda is asked for but absent."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
@@ -90,8 +90,11 @@ def load_for_prediction(
     device: str | torch.device | None = None,
     trust_pickle: bool = False,
 ) -> LoadedModel:
-    """Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint
-    (``trust_pickle`` allows full unpickling of official files that need it: only files you trust)."""
+    """Load a model for prediction.
+
+    Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint
+    (``trust_pickle`` allows full unpickling of official files that need it: only files you trust).
+    """
     from maedfer.train.evaluate import load_classifier
 
     path = resolve_checkpoint(checkpoint)

@@ -62,6 +62,7 @@ class PredictSettings:
     mtcnn: MtcnnSettings = field(default_factory=MtcnnSettings)
 
     def validate(self) -> None:
+        """Raise ValueError naming the first invalid setting."""
         for name in ("frame_stride", "detect_every", "batch_size", "crop_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -79,8 +80,11 @@ def _available_memory() -> int | None:
 
 
 def check_memory(path: str | os.PathLike, fraction: float = 0.8) -> None:
-    """Refuse, with a clear message, a video whose decoded frames would not fit in memory (the reader
-    decodes whole videos): frame count x width x height x 3 bytes > ``fraction`` of available memory."""
+    """Refuse a video too large to decode into memory.
+
+    Refuse, with a clear message, a video whose decoded frames would not fit in memory (the reader
+    decodes whole videos): frame count x width x height x 3 bytes > ``fraction`` of available memory.
+    """
     if Path(path).is_dir() or not Path(path).is_file():
         return
     cap = cv2.VideoCapture(str(path))
@@ -137,6 +141,7 @@ class Predictor:
 
     @property
     def clip_len(self) -> int:
+        """Frames per window (the model's clip length)."""
         return self.loaded.num_frames
 
     # ------------------------------------------------------------------------------------------
@@ -166,12 +171,14 @@ class Predictor:
         return np.concatenate(out)  # (W, C)
 
     def tracks(self, frames: Sequence[np.ndarray], fps: float) -> list[FaceTrack]:
+        """The face tracks of a video: the largest face, or every face with ``all_faces``."""
         s = self.settings
         if s.all_faces:
             return all_face_tracks(frames, s.mtcnn, s.detect_every, self.detector_device, fps)
         return [largest_face_track(frames, s.mtcnn, s.detect_every, self.detector_device)]
 
     def predict_track(self, frames: Sequence[np.ndarray], track: FaceTrack, fps: float) -> TrackPrediction:
+        """Window and overall predictions of one face track."""
         s, names = self.settings, self.loaded.class_names
         windows = plan_windows(track.first, track.last, self.clip_len, s.frame_stride, s.hop)
         probs = self.window_probs(frames, track, windows)  # (W, C)
@@ -310,8 +317,11 @@ def predict(
 
 
 def annotated_path(out: str | os.PathLike, video: str | os.PathLike, several: bool) -> Path:
-    """Where the annotated copy of ``video`` goes: ``out`` itself for one video to a file name,
-    ``out/<stem>_annotated.mp4`` when ``out`` is a folder or several videos are annotated."""
+    """The path of the annotated copy of ``video``.
+
+    Where the annotated copy of ``video`` goes: ``out`` itself for one video to a file name,
+    ``out/<stem>_annotated.mp4`` when ``out`` is a folder or several videos are annotated.
+    """
     out = Path(out)
     if several or out.is_dir() or not out.suffix:
         return out / f"{Path(video).stem}_annotated.mp4"

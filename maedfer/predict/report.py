@@ -62,6 +62,7 @@ def format_table(result: PredictionResult) -> str:
 
 
 def batch_document(results: list[PredictionResult], errors: list[tuple[str, str]]) -> dict[str, Any]:
+    """The JSON document of a batch: results and per-video errors."""
     return {
         "schema": BATCH_SCHEMA,
         "results": [r.to_dict() for r in results],
@@ -70,4 +71,5 @@ def batch_document(results: list[PredictionResult], errors: list[tuple[str, str]
 
 
 def format_json(results: list[PredictionResult], errors: list[tuple[str, str]]) -> str:
+    """:func:`batch_document` as indented JSON text."""
     return json.dumps(batch_document(results, errors), indent=2)

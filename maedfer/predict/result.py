@@ -47,6 +47,7 @@ def _probs(names: list[str], values: np.ndarray) -> dict[str, float]:
 
 @dataclass
 class WindowPrediction:
+    """Class probabilities of one window of a track."""
     start_frame: int
     end_frame: int  # inclusive
     start_s: float
@@ -55,6 +56,7 @@ class WindowPrediction:
     label: str
 
     def to_dict(self, class_names: list[str]) -> dict[str, Any]:
+        """The window as JSON-ready values, probabilities keyed by class name."""
         return {
             "start_frame": int(self.start_frame),
             "end_frame": int(self.end_frame),
@@ -67,6 +69,7 @@ class WindowPrediction:
 
 @dataclass
 class TrackPrediction:
+    """The windows and overall prediction of one face track."""
     track_id: int
     first_frame: int
     last_frame: int
@@ -79,6 +82,7 @@ class TrackPrediction:
     notes: list[str] = field(default_factory=list)
 
     def box_summary(self) -> dict[str, Any]:
+        """Mean crop box and smallest / largest side of the track."""
         sides = self.crop_boxes[:, 2] - self.crop_boxes[:, 0]
         return {
             "mean": [round(float(v), 1) for v in self.crop_boxes.mean(axis=0)],
@@ -89,6 +93,7 @@ class TrackPrediction:
         }
 
     def to_dict(self, class_names: list[str]) -> dict[str, Any]:
+        """The track as JSON-ready values."""
         return {
             "track_id": int(self.track_id),
             "first_frame": int(self.first_frame),
@@ -102,6 +107,7 @@ class TrackPrediction:
 
 @dataclass
 class Timing:
+    """Seconds spent per stage of a prediction and the frames processed."""
     decode_s: float = 0.0
     detect_s: float = 0.0
     model_s: float = 0.0
@@ -110,10 +116,12 @@ class Timing:
 
     @property
     def frames_per_s(self) -> float:
+        """Frames per second of decoding, detection and model time together."""
         busy = self.decode_s + self.detect_s + self.model_s
         return self.frames / busy if busy > 0 else 0.0
 
     def to_dict(self) -> dict[str, float]:
+        """The timings as JSON-ready values."""
         return {
             "decode_s": round(self.decode_s, 3),
             "detect_s": round(self.detect_s, 3),
@@ -143,6 +151,7 @@ class PredictionResult:
 
     @property
     def duration_s(self) -> float:
+        """Length of the video in seconds."""
         return self.frames / self.fps if self.fps > 0 else 0.0
 
     @property
@@ -156,6 +165,7 @@ class PredictionResult:
         return _probs(self.class_names, self.tracks[0].probs)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready document."""
         return {
             "schema": SCHEMA,
             "video": self.video,

@@ -54,9 +54,11 @@ class FaceTrack:
         return int((~np.isnan(self.detected).any(axis=1)).sum())
 
     def crop_box(self, frame: int) -> np.ndarray:
+        """The square crop box (4,) of frame ``frame``."""
         return self.crop_boxes[frame - self.first]
 
     def covers(self, frame: int) -> bool:
+        """Whether the track spans frame ``frame``."""
         return self.first <= frame <= self.last
 
 

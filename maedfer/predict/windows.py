@@ -60,8 +60,11 @@ def plan_windows(first: int, last: int, clip_len: int, frame_stride: int, hop: i
 
 
 def time_weighted(probs: np.ndarray, windows: list[Window]) -> np.ndarray:
-    """Overall class probabilities: the windows' probabilities (W, C) averaged with weights equal to
-    the number of frames each window covers (a padded short window counts its real frames only)."""
+    """Overall class probabilities of a track.
+
+    Overall class probabilities: the windows' probabilities (W, C) averaged with weights equal to
+    the number of frames each window covers (a padded short window counts its real frames only).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or len(probs) != len(windows) or not windows:
         raise ValueError(f"need one probability row per window, got {probs.shape} for {len(windows)} windows")

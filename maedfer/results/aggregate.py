@@ -39,6 +39,7 @@ METRICS_JSON = "metrics.json"
 
 @dataclass
 class AggregateOutputs:
+    """What an aggregation wrote: the table, its folder, the files and the row results."""
     table: str
     out_dir: Path
     files: list[Path]
@@ -47,6 +48,7 @@ class AggregateOutputs:
     confusion_files: dict[str, Path] = field(default_factory=dict)  # "<row>:<dataset>" -> csv
 
     def summary(self) -> dict[str, Any]:
+        """Mean and std of UAR and WAR per row and dataset, as JSON-ready values."""
         rows: dict[str, dict[str, Any]] = {}
         for r in self.results:
             rows.setdefault(r.spec.key, {})[r.spec.dataset] = {
@@ -68,6 +70,7 @@ def parse_row_arg(text: str) -> RowSpec:
 
 
 def make_row_spec(key_part: str, dataset: str, folds: Sequence[str | Path], paper_key: str | None = None) -> RowSpec:
+    """A row spec from ``key[=paper_key]``, a dataset and the row's fold run folders."""
     key, _, pk = key_part.partition("=")
     paper = pk or paper_key
     if not key:
@@ -107,6 +110,7 @@ def _paper_table(name: str) -> PaperTable:
 
 
 def build_views(table: PaperTable, results: Sequence[RowResult], profile: str) -> list[TableView]:
+    """The table's views: the main one, and per-class views where the paper has them."""
     paper = load_paper_tables()
     views = []
     if table.classes:  # Tables 12-14 themselves
@@ -121,6 +125,7 @@ def build_views(table: PaperTable, results: Sequence[RowResult], profile: str) -
 
 
 def write_views(views: Sequence[TableView], out_dir: Path) -> list[Path]:
+    """Write every view as Markdown, CSV and LaTeX into ``out_dir``; returns the paths."""
     files = []
     for view in views:
         for suffix, render in ((".md", to_markdown), (".csv", to_csv), (".tex", to_latex)):

@@ -46,6 +46,7 @@ class Column:
 
 @dataclass(frozen=True)
 class PaperRow:
+    """One published row: method, metrics and settings as printed in the paper."""
     key: str
     dataset: str
     method: str
@@ -76,11 +77,13 @@ class PaperRow:
         return name
 
     def metric(self, name: str) -> float | None:
+        """The value of metric ``name`` (None when the paper gives none)."""
         return getattr(self, name)
 
 
 @dataclass(frozen=True)
 class PaperTable:
+    """One published table: its rows per dataset in the paper's order."""
     name: str
     title: str
     sections: Mapping[str, tuple[PaperRow, ...]]  # dataset -> rows in the paper's order
@@ -96,6 +99,7 @@ class PaperTable:
 
     @property
     def datasets(self) -> tuple[str, ...]:
+        """The datasets of the table, in the paper's order."""
         return tuple(self.sections)
 
     @property
@@ -105,17 +109,21 @@ class PaperTable:
 
     @property
     def display_name(self) -> str:
+        """"Table N" or "Fig. N"."""
         return f"Fig. {self.number}" if self.name.startswith("fig") else f"Table {self.number}"
 
     def row(self, dataset: str, key: str) -> PaperRow | None:
+        """The row ``key`` of ``dataset``, None when the paper has none."""
         return next((r for r in self.sections.get(dataset, ()) if r.key == key), None)
 
     def keys(self, dataset: str) -> list[str]:
+        """Row keys of ``dataset`` in the paper's order."""
         return [r.key for r in self.sections.get(dataset, ())]
 
 
 @dataclass(frozen=True)
 class PaperTables:
+    """Every published table and the display titles of the datasets."""
     tables: Mapping[str, PaperTable]
     dataset_titles: Mapping[str, str]
     source: str
@@ -133,6 +141,7 @@ class PaperTables:
         return iter(self.tables)
 
     def dataset_title(self, dataset: str) -> str:
+        """Display title of ``dataset`` (its key when unknown)."""
         return self.dataset_titles.get(dataset, dataset)
 
 
@@ -225,6 +234,7 @@ def _row(ds: str, r: Mapping[str, Any], class_keys: list[str]) -> PaperRow:
 
 
 def parse_paper_tables(raw: Mapping[str, Any], origin: str = PAPER_TABLES_FILE) -> PaperTables:
+    """Validate and build the tables from the parsed YAML ``raw`` (errors name ``origin``)."""
     problems = validate_paper_tables(raw)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""

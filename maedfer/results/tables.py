@@ -31,6 +31,7 @@ METHOD_CAPTION = (
 
 @dataclass(frozen=True)
 class ViewColumn:
+    """One column of a table view: key, header label and alignment."""
     key: str
     label: str
     numeric: bool = False
@@ -38,6 +39,7 @@ class ViewColumn:
 
 @dataclass
 class Line:
+    """One line of a table view: its display cells and its numbers for the CSV."""
     kind: LineKind
     cells: dict[str, str]  # column key -> display text
     record: dict[str, Any]  # flat numbers for the CSV
@@ -46,6 +48,7 @@ class Line:
 
 @dataclass
 class Section:
+    """The lines of one dataset in a table view."""
     dataset: str
     title: str
     lines: list[Line] = field(default_factory=list)
@@ -53,6 +56,7 @@ class Section:
 
 @dataclass
 class TableView:
+    """A table ready to render: heading, captions, columns and sections."""
     name: str  # output file stem, e.g. "table5" or "table5_per_class"
     heading: str  # "Table 5: Results on DFEW."
     captions: list[str]
@@ -67,6 +71,7 @@ def pct(x: float | None) -> float | None:
 
 
 def fmt(x: float | None, signed: bool = False) -> str:
+    """A percentage with two decimals ("-" for None)."""
     if x is None:
         return "-"
     return f"{x:+.2f}" if signed else f"{x:.2f}"
@@ -80,20 +85,24 @@ def fmt_compute(x: float | None) -> str:
 
 
 def fmt_mean_std(mean: float, std: float, num_folds: int) -> str:
+    """"mean ± std" over several folds, the mean alone for one."""
     return f"{mean:.2f} ± {std:.2f}" if num_folds > 1 else f"{mean:.2f}"
 
 
 def diff(ours: float | None, paper: float | None) -> float | None:
+    """``ours - paper`` (None when either is missing)."""
     return None if ours is None or paper is None else ours - paper
 
 
 def fmt_setting(v: Any) -> str:
+    """A setting as table text (✓ / × for booleans)."""
     if isinstance(v, bool):
         return "✓" if v else "×"
     return "" if v is None else str(v)
 
 
 def profile_captions(profile: str) -> list[str]:
+    """Captions saying how a profile's rows compare with the paper."""
     if profile == "demo":
         return [DEMO_CAPTION]
     if profile != FULL_PROFILE:
@@ -102,6 +111,7 @@ def profile_captions(profile: str) -> list[str]:
 
 
 def our_label(result: RowResult) -> str:
+    """The method label of one of our rows."""
     return f"Ours ({result.spec.key})"
 
 

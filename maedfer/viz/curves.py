@@ -31,6 +31,7 @@ class HistoryError(ValueError):
 
 
 def history_kind(records: Sequence[dict[str, Any]]) -> HistoryKind | None:
+    """"finetune" or "pretrain" from the keys of the first record, None when neither."""
     first = records[0] if records else {}
     if all(k in first for k in FINETUNE_KEYS):
         return "finetune"

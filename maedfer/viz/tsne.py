@@ -28,8 +28,11 @@ DEFAULT_PERPLEXITY = 30.0
 def extract_embeddings(
     model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device | str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features (N, C) float32, labels (N,) int64, clip positions (N,) int64) of a loader of single clips
-    (B, C, T, H, W) or multi-view tests (B, V, C, T, H, W); a clip's views are averaged."""
+    """Encoder features of every clip a loader yields.
+
+    (features (N, C) float32, labels (N,) int64, clip positions (N,) int64) of a loader of single clips
+    (B, C, T, H, W) or multi-view tests (B, V, C, T, H, W); a clip's views are averaged.
+    """
     device = torch.device(device)
     model.eval()
     feats, labels, idx = [], [], []

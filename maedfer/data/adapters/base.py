@@ -108,6 +108,7 @@ class DatasetAdapter(ABC):
         return self._iter_records()
 
     def fold_ids(self) -> list[int]:
+        """Fold numbers 1..num_folds."""
         return list(range(1, self.num_folds + 1))
 
     # ----------------------------------------------------------------- helpers
@@ -122,12 +123,14 @@ class DatasetAdapter(ABC):
         )
 
     def require_dir(self, path: Path, what: str) -> None:
+        """Raise :class:`LayoutError` unless the root and the folder ``path`` (described as ``what``) exist."""
         if not self.root.is_dir():
             raise self.layout_error("dataset root folder not found", self.root)
         if not path.is_dir():
             raise self.layout_error(f"missing {what} folder", path)
 
     def require_file(self, path: Path, what: str) -> None:
+        """Raise :class:`LayoutError` unless the root and the file ``path`` (described as ``what``) exist."""
         if not self.root.is_dir():
             raise self.layout_error("dataset root folder not found", self.root)
         if not path.is_file():
@@ -138,6 +141,7 @@ class DatasetAdapter(ABC):
         return path.relative_to(self.root).as_posix()
 
     def skip(self, what: str, reason: str) -> None:
+        """Record an unusable entry in ``self.skipped`` (and log it at debug level)."""
         self.skipped.append((what, reason))
         log.debug("%s: skipped %s: %s", self.title, what, reason)
 
@@ -168,6 +172,7 @@ class SplitListAdapter(DatasetAdapter):
 
     @property
     def use_raw_videos(self) -> bool:
+        """Whether the adapter reads the raw videos (cropped with MTCNN) instead of the owners' face crops."""
         return bool(self.options.get("use_raw_videos"))
 
     @abstractmethod
@@ -187,6 +192,7 @@ class SplitListAdapter(DatasetAdapter):
         """The folder holding the clips (frames or raw videos) and its description."""
 
     def validate(self) -> None:
+        """Raise :class:`LayoutError` unless the media folder and every split file exist."""
         folder, what = self.media_dir()
         self.require_dir(folder, what)
         for _, _, path in self.split_files():
@@ -235,4 +241,5 @@ class SplitListAdapter(DatasetAdapter):
 
     @property
     def source_kind(self) -> SourceKind:
+        """Raw videos or frame folders, following ``use_raw_videos``."""
         return SourceKind.VIDEO if self.use_raw_videos else SourceKind.FRAMES

@@ -21,6 +21,7 @@ TEST_ACTORS: tuple[tuple[int, int], ...] = ((1001, 1018), (1019, 1036), (1037, 1
 
 
 class CremaDAdapter(DatasetAdapter):
+    """CREMA-D: 91 actors' posed videos, 6 classes, five actor-independent folds."""
     name: ClassVar[str] = "cremad"
     title: ClassVar[str] = "CREMA-D"
     class_names: ClassVar[tuple[str, ...]] = ("anger", "disgust", "fear", "happy", "neutral", "sad")
@@ -31,6 +32,7 @@ class CremaDAdapter(DatasetAdapter):
     default_options: ClassVar[dict[str, Any]] = {}
 
     def validate(self) -> None:
+        """Raise :class:`LayoutError` unless ``VideoFlash/`` holds at least one video."""
         folder = self.root / "VideoFlash"
         self.require_dir(folder, "VideoFlash")
         if not any(e.name.lower().endswith(VIDEO_EXTENSIONS) for e in sorted_entries(folder)):

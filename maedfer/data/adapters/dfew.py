@@ -17,6 +17,7 @@ from maedfer.data.records import FaceMode
 
 
 class DFEWAdapter(SplitListAdapter):
+    """DFEW: the owners' per-fold CSV lists over the face-cropped frame folders (or raw clips)."""
     name: ClassVar[str] = "dfew"
     title: ClassVar[str] = "DFEW"
     class_names: ClassVar[tuple[str, ...]] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
@@ -31,6 +32,7 @@ class DFEWAdapter(SplitListAdapter):
     default_options: ClassVar[dict[str, Any]] = {"use_raw_videos": False, "frames_folder": "clip_224x224"}
 
     def split_files(self) -> list[tuple[int, str, Path]]:
+        """The train and test CSV of every fold."""
         base = self.root / "EmoLabel_DataSplit"
         return [
             (k, part, base / f"{part}(single-labeled)" / f"set_{k}.csv")
@@ -39,11 +41,13 @@ class DFEWAdapter(SplitListAdapter):
         ]
 
     def media_dir(self) -> tuple[Path, str]:
+        """The face-cropped frame folders, or the raw clips with ``use_raw_videos``."""
         if self.use_raw_videos:
             return self.root / "Clip" / "original", "raw video"
         return self.root / "Clip" / self.options["frames_folder"], "face-cropped frame"
 
     def parse_split(self, path: Path) -> Iterator[tuple[str, str, int | None]]:
+        """Rows of a ``video_name,label`` CSV (header optional, labels 1..7)."""
         with open(path, newline="", encoding="utf-8-sig") as f:
             rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
         name_col, label_col = 0, 1
@@ -65,6 +69,7 @@ class DFEWAdapter(SplitListAdapter):
             yield clip_id, raw_label, label
 
     def clip_source(self, clip_id: str) -> Path | None:
+        """The clip's frame folder (or raw video, with or without zero padding), None when missing."""
         folder, _ = self.media_dir()
         if self.use_raw_videos:
             names = [clip_id, clip_id.lstrip("0") or "0"]

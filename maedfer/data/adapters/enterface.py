@@ -44,6 +44,7 @@ def _agree(what: str, values: set[int]) -> tuple[int | None, str | None]:
 
 
 class ENTERFACEAdapter(DatasetAdapter):
+    """eNTERFACE'05: 43 subjects' posed videos, 6 classes, five subject-independent folds."""
     name: ClassVar[str] = "enterface"
     title: ClassVar[str] = "eNTERFACE'05"
     class_names: ClassVar[tuple[str, ...]] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
@@ -62,6 +63,7 @@ class ENTERFACEAdapter(DatasetAdapter):
                     yield Path(folder) / name
 
     def validate(self) -> None:
+        """Raise :class:`LayoutError` unless the root holds at least one ``.avi`` video."""
         if not self.root.is_dir():
             raise self.layout_error("dataset root folder not found", self.root)
         if next(self._videos(), None) is None:

@@ -16,6 +16,7 @@ from maedfer.data.records import FaceMode
 
 
 class FERV39kAdapter(SplitListAdapter):
+    """FERV39k: one official train/test split over face-cropped frame folders (stride 1 by default)."""
     name: ClassVar[str] = "ferv39k"
     title: ClassVar[str] = "FERV39k"
     class_names: ClassVar[tuple[str, ...]] = ("Happy", "Sad", "Neutral", "Angry", "Surprise", "Disgust", "Fear")
@@ -31,13 +32,16 @@ class FERV39kAdapter(SplitListAdapter):
     default_options: ClassVar[dict[str, Any]] = {"use_raw_videos": False}
 
     def split_files(self) -> list[tuple[int, str, Path]]:
+        """The train and test lists of the single split."""
         base = self.root / "4_setups" / "All_scenes"
         return [(1, "train", base / "train_All.csv"), (1, "test", base / "test_All.csv")]
 
     def media_dir(self) -> tuple[Path, str]:
+        """The face-cropped frame folders (the owners ship no raw videos)."""
         return self.root / "2_ClipsforFaceCrop", "face-cropped frame"
 
     def parse_split(self, path: Path) -> Iterator[tuple[str, str, int | None]]:
+        """Rows ``<Scene>/<Emotion>/<NNNN> <Emotion>`` of a split list."""
         for line in path.read_text(encoding="utf-8-sig").splitlines():
             parts = line.strip().rsplit(maxsplit=1)
             if not parts:
@@ -49,6 +53,7 @@ class FERV39kAdapter(SplitListAdapter):
             yield clip_id, raw_label, self.label_of(raw_label)
 
     def clip_source(self, clip_id: str) -> Path | None:
+        """The clip's frame folder, None when missing."""
         if ".." in clip_id.split("/"):
             return None
         frames = self.media_dir()[0] / clip_id

@@ -15,6 +15,7 @@ from maedfer.data.records import FaceMode
 
 
 class MAFWAdapter(SplitListAdapter):
+    """MAFW: the owners' single-label fold lists over face-cropped frame folders (or raw clips)."""
     name: ClassVar[str] = "mafw"
     title: ClassVar[str] = "MAFW"
     class_names: ClassVar[tuple[str, ...]] = (
@@ -40,15 +41,18 @@ class MAFWAdapter(SplitListAdapter):
     default_options: ClassVar[dict[str, Any]] = {"use_raw_videos": False}
 
     def split_files(self) -> list[tuple[int, str, Path]]:
+        """The train and test list of every fold."""
         base = self.root / "split" / "single" / "no_caption"
         return [(k, part, base / f"set_{k}" / f"{part}.txt") for k in self.fold_ids() for part in ("train", "test")]
 
     def media_dir(self) -> tuple[Path, str]:
+        """The face-cropped frame folders, or the raw clips with ``use_raw_videos``."""
         if self.use_raw_videos:
             return self.root / "data" / "clips", "raw video"
         return self.root / "data" / "frames", "face-cropped frame"
 
     def parse_split(self, path: Path) -> Iterator[tuple[str, str, int | None]]:
+        """Rows ``<NNNNN>.mp4 <emotion word>`` of a split list."""
         for line in path.read_text(encoding="utf-8-sig").splitlines():
             parts = line.split()
             if not parts:
@@ -61,6 +65,7 @@ class MAFWAdapter(SplitListAdapter):
             yield clip_id, raw_label, self.label_of(raw_label)
 
     def clip_source(self, clip_id: str) -> Path | None:
+        """The clip's frame folder (or raw video), None when missing."""
         folder = self.media_dir()[0]
         names = dict.fromkeys([clip_id, clip_id.zfill(5)] + ([clip_id.lstrip("0") or "0"] if clip_id.isdigit() else []))
         for name in names:

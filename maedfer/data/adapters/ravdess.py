@@ -23,6 +23,7 @@ TEST_ACTORS: tuple[tuple[int, int], ...] = ((1, 4), (5, 8), (9, 12), (13, 16), (
 
 
 class RAVDESSAdapter(DatasetAdapter):
+    """RAVDESS: 24 actors' video-only speech clips, 8 classes, six actor-independent folds."""
     name: ClassVar[str] = "ravdess"
     title: ClassVar[str] = "RAVDESS"
     class_names: ClassVar[tuple[str, ...]] = (
@@ -66,6 +67,7 @@ class RAVDESSAdapter(DatasetAdapter):
         return sorted(found.items())
 
     def validate(self) -> None:
+        """Raise :class:`LayoutError` unless some ``Actor_<NN>`` folder holds video-only speech clips."""
         if not self.root.is_dir():
             raise self.layout_error("dataset root folder not found", self.root)
         actors = self.actor_dirs()

@@ -19,6 +19,7 @@ _SPEAKER = re.compile(r"^id\d+$")
 
 
 class VoxCeleb2Adapter(DatasetAdapter):
+    """VoxCeleb2 dev set: unlabelled talking-head videos for pre-training (no folds)."""
     name: ClassVar[str] = "voxceleb2"
     title: ClassVar[str] = "VoxCeleb2"
     class_names: ClassVar[tuple[str, ...]] = ()
@@ -38,6 +39,7 @@ class VoxCeleb2Adapter(DatasetAdapter):
         return None
 
     def validate(self) -> None:
+        """Raise :class:`LayoutError` unless a ``dev/mp4`` folder with speaker folders is found."""
         if not self.root.is_dir():
             raise self.layout_error("dataset root folder not found", self.root)
         if self.mp4_dir() is None:

@@ -198,8 +198,11 @@ class ShardWriter:
 
 
 def build_index_table(rows: Sequence[Mapping[str, Any]], metadata: Mapping[str, str] | None = None) -> pa.Table:
-    """An index table from one mapping per clip (keys: INDEX_COLUMNS); ``metadata`` keys get a
-    ``maedfer.`` prefix in the Parquet schema metadata."""
+    """An index table from one mapping per clip.
+
+    An index table from one mapping per clip (keys: INDEX_COLUMNS); ``metadata`` keys get a
+    ``maedfer.`` prefix in the Parquet schema metadata.
+    """
     columns = {name: [row[name] for row in rows] for name in INDEX_COLUMNS}
     meta = {f"maedfer.{k}".encode(): str(v).encode() for k, v in (metadata or {}).items()}
     schema = INDEX_SCHEMA.with_metadata(meta or None)

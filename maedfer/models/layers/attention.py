@@ -47,6 +47,7 @@ class SelfAttention(_AttentionBase):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention over the tokens (B, L, C) -> (B, L, C)."""
         # x: (B, L, C)
         bias = None
         if self.q_bias is not None:
@@ -73,6 +74,7 @@ class CrossAttention(_AttentionBase):
         self.kv = nn.Linear(context_dim or dim, 2 * dim, bias=False)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Queries ``x`` (B, L, C) attend to ``context`` (B, S, C) -> (B, L, C)."""
         # x: (B, Lq, C); context: (B, Lk, Cc)
         kv_bias = None
         if self.q_bias is not None:

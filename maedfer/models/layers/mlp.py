@@ -7,6 +7,7 @@ from torch import nn
 
 
 class Mlp(nn.Module):
+    """Two linear layers with GELU between (the Transformer FFN)."""
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
@@ -15,4 +16,5 @@ class Mlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., C) -> (..., C)."""
         return self.drop(self.fc2(self.act(self.fc1(x))))

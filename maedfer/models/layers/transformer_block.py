@@ -13,6 +13,7 @@ from maedfer.models.layers.mlp import Mlp
 
 
 class Block(nn.Module):
+    """Pre-norm Transformer block: self-attention and MLP, each residual with stochastic depth."""
     def __init__(
         self,
         dim: int,
@@ -32,6 +33,7 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, C) -> (B, L, C)."""
         # x: (B, L, C)
         x = x + self.drop_path(self.attn(self.norm1(x)))
         return x + self.drop_path(self.mlp(self.norm2(x)))
