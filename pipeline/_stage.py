@@ -97,3 +97,14 @@ def run_stage(name: str | Callable[[argparse.Namespace], str], body: Callable[[a
         label = name(args) if callable(name) else name
         sys.stderr.write(f"{label}: error: {exc}\n")
         return 2
+
+
+def stage_main(name: str | Callable[[argparse.Namespace], str], parser: argparse.ArgumentParser,
+               body: Callable[[argparse.Namespace], int | None], argv: list[str] | None = None,
+               errors: tuple[type[BaseException], ...] = ()) -> int:
+    """A stage's ``main``: parse ``argv``, set up logging (-v), run ``body`` through :func:`run_stage`."""
+    from maedfer.logging_utils import setup_logging
+
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    return run_stage(name, body, args, errors)

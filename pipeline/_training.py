@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from maedfer.settings.resolve import resolve_config
+from maedfer.workflow.profile import Profile
+from pipeline._stage import add_shared_flags, explicit, stage_parser
+
+T = TypeVar("T")
+
+
+def training_parser(name: str, doc: str, default_arch: str, arch_kwargs_example: str,
+                    **shared: Any) -> argparse.ArgumentParser:
+    """The start of a training stage's parser: shared flags, ``--arch``, ``--arch-kwargs`` and ``--no-resume``.
+
+    ``shared`` goes to :func:`pipeline._stage.add_shared_flags` (``out_help``, ``params_help``, ...).
+    """
+    p = stage_parser(name, doc)
+    add_shared_flags(p, **shared)
+    p.add_argument("--arch", default=argparse.SUPPRESS, help=f"model factory ({default_arch})")
+    p.add_argument("--arch-kwargs", default=argparse.SUPPRESS,
+                   help=f"JSON constructor arguments, e.g. {arch_kwargs_example}")
+    p.add_argument("--no-resume", action="store_true", help="start afresh instead of continuing a killed run")
+    return p
+
+
+def training_config(cls: type[T], args: argparse.Namespace, profile: Profile | None, entry: str | None, flag: str,
+                    from_profile: Callable[[Profile, dict[str, Any]], T]) -> T:
+    """Explicit flags > the params file's named ``entry`` (``from_profile``) > the defaults of ``cls``."""
+    flags = settings_from_json(explicit(args, cls))
+    if flags.get("auto_augment") in ("none", "None", ""):
+        flags["auto_augment"] = None
+    if (profile is None) != (entry is None):
+        raise ValueError(f"--params and {flag} go together")
+    return resolve_config(cls, None, flags) if profile is None else from_profile(profile, flags)
 
 
 def settings_from_json(flags: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from maedfer.data.acquire import acquire_many
 from maedfer.data.adapters import ADAPTERS, LayoutError, get_adapter
-from maedfer.logging_utils import setup_logging
-from pipeline._stage import add_shared_flags, load_params, run_stage, stage_parser
+from pipeline._stage import add_shared_flags, load_params, stage_main, stage_parser
 
 NAME = "acquire"
 
@@ -98,9 +97,7 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the acquire stage; exit status 2 with one line for a user error."""
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_stage(NAME, lambda a: print(run(a)), args, errors=(OSError,))
+    return stage_main(NAME, build_parser(), lambda a: print(run(a)), argv, errors=(OSError,))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ import argparse
 import json
 import sys
 
-from maedfer.logging_utils import setup_logging
-from pipeline._stage import add_shared_flags, load_params, run_stage, stage_parser, tracking_enabled
+from pipeline._stage import add_shared_flags, load_params, stage_main, stage_parser, tracking_enabled
 
 NAME = "aggregate"
 
@@ -43,11 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", help="JSON spec with table, profile, experiment and rows")
     p.add_argument("--profile", default=None, help="run profile named in captions and MLflow tags (default: full)")
     return p
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line."""
-    return build_parser().parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the aggregate stage; exit status 2 with one line for a user error."""
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    return run_stage(NAME, run, args)
+    return stage_main(NAME, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ import json
 import sys
 
 from maedfer.constants import DEFAULT_STRIDE
-from maedfer.logging_utils import setup_logging
-from pipeline._stage import add_shared_flags, load_params, run_stage, stage_parser
+from pipeline._stage import add_shared_flags, load_params, stage_main, stage_parser
 
 NAME = "evaluate"
 
@@ -50,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluate stage; exit status 2 with one line for a user error."""
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    return run_stage(NAME, run, args)
+    return stage_main(NAME, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -26,15 +26,14 @@ import sys
 from pathlib import Path
 
 from maedfer.constants import DEFAULT_STRIDE
-from maedfer.logging_utils import setup_logging
-from pipeline._stage import SHARED_DESTS, add_shared_flags, load_params, run_stage, stage_parser, tracking_enabled
+from pipeline._stage import SHARED_DESTS, add_shared_flags, load_params, stage_main, stage_parser, tracking_enabled
 
 NAME = "figures"
 _MLFLOW_HELP = "also log the outputs as artifacts of a run in this MLflow experiment (default: off)"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line: the figure sub-command and its flags."""
+def build_parser() -> argparse.ArgumentParser:
+    """The figures command's parser: one sub-command per figure, each with the stage flags."""
     p = stage_parser(NAME, __doc__)
     sub = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
 
@@ -80,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cu.add_argument("--labels", nargs="+", default=None, help="legend names (default: folder names)")
     cu.add_argument("--title", default=None)
     common(cu, "PNG path")
-    return p.parse_args(argv)
+    return p
 
 
 def run(args: argparse.Namespace) -> tuple[dict, list[str]]:
@@ -124,9 +123,7 @@ def _make(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run a figures sub-command; exit status 2 with one line for a user error."""
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    return run_stage(lambda a: f"{NAME} {a.figure}", _make, args)
+    return stage_main(lambda a: f"{NAME} {a.figure}", build_parser(), _make, argv)
 
 
 if __name__ == "__main__":

@@ -20,20 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from maedfer.io_utils import write_json_atomic
-from maedfer.logging_utils import setup_logging
 from maedfer.settings import FinetuneConfig
-from maedfer.settings.resolve import resolve_config
 from maedfer.workflow.profile import Profile
-from pipeline._stage import (
-    add_setting_flags,
-    add_shared_flags,
-    explicit,
-    load_params,
-    run_stage,
-    stage_parser,
-    tracking_enabled,
-)
-from pipeline._training import require_index, settings_from_json
+from pipeline import _stage
+from pipeline._training import require_index, training_config, training_parser
 
 NAME = "finetune"
 
@@ -41,23 +31,20 @@ NAME = "finetune"
 def build_parser() -> argparse.ArgumentParser:
     """The finetune command's parser (settings flags stay out of the args unless typed)."""
     d = FinetuneConfig()
-    p = stage_parser(NAME, __doc__)
+    p = training_parser(NAME, __doc__, d.arch, '\'{"pool": "local"}\'',
+                        out_help="fold run folder (model.pt, metrics.json, predictions.csv, ...)",
+                        params_help="params file (params.yaml): settings of --experiment",
+                        mlflow_help="MLflow experiment (default: maedfer-finetune-<dataset>)")
     p.add_argument("--dataset", required=True, help="dataset name (as in the params file: dfew, ferv39k, ...)")
     p.add_argument("--index", required=True)
     p.add_argument("--fold", type=int, required=True)
-    add_shared_flags(p, "fold run folder (model.pt, metrics.json, predictions.csv, ...)",
-                     params_help="params file (params.yaml): settings of --experiment",
-                     mlflow_help="MLflow experiment (default: maedfer-finetune-<dataset>)")
     p.add_argument("--experiment", default=None, help="named fine-tuning experiment (finetune.experiments)")
-    p.add_argument("--arch", default=argparse.SUPPRESS, help=f"model factory ({d.arch})")
-    p.add_argument("--arch-kwargs", default=argparse.SUPPRESS,
-                   help="JSON constructor arguments, e.g. '{\"pool\": \"local\"}'")
     p.add_argument("--init", default=argparse.SUPPRESS,
                    help="pre-trained model.pt or official checkpoint (default: scratch)")
-    add_setting_flags(p, FinetuneConfig, ("epochs", "warmup_epochs", "batch_size", "stride", "num_workers", "seed",
-                                          "max_steps_per_epoch"), int)
-    add_setting_flags(p, FinetuneConfig, ("base_lr", "base_min_lr", "weight_decay", "layer_decay", "drop_path",
-                                          "mixup", "cutmix", "label_smoothing"), float)
+    _stage.add_setting_flags(p, FinetuneConfig, ("epochs", "warmup_epochs", "batch_size", "stride", "num_workers",
+                                                 "seed", "max_steps_per_epoch"), int)
+    _stage.add_setting_flags(p, FinetuneConfig, ("base_lr", "base_min_lr", "weight_decay", "layer_decay",
+                                                 "drop_path", "mixup", "cutmix", "label_smoothing"), float)
     p.add_argument("--auto-augment", default=argparse.SUPPRESS,
                    help=f"RandAugment config, or 'none' ({d.auto_augment})")
     p.add_argument("--crop-scale", type=float, nargs=2, default=argparse.SUPPRESS,
@@ -66,13 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-best", action="store_true", default=argparse.SUPPRESS,
                    help="also test the best-validation epoch (metrics_best.json); the last epoch is the reported one")
     p.add_argument("--group", default=None, help="parent MLflow run grouping the folds (default: dataset + out parent)")
-    p.add_argument("--no-resume", action="store_true")
     return p
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The parsed command line."""
-    return build_parser().parse_args(argv)
 
 
 def resolve_config_from_args(args: argparse.Namespace, profile: Profile | None) -> FinetuneConfig:
@@ -80,15 +61,11 @@ def resolve_config_from_args(args: argparse.Namespace, profile: Profile | None) 
 
     The params file names the pretraining; the checkpoint path itself comes from --init.
     """
-    flags = settings_from_json(explicit(args, FinetuneConfig))
-    if flags.get("auto_augment") in ("none", "None", ""):
-        flags["auto_augment"] = None
-    if (profile is None) != (args.experiment is None):
-        raise ValueError("--params and --experiment go together")
+    cfg = training_config(FinetuneConfig, args, profile, args.experiment, "--experiment",
+                          lambda prof, flags: prof.finetune_config(args.experiment, args.dataset, flags))
     if profile is None:
-        return resolve_config(FinetuneConfig, None, flags)
-    cfg = profile.finetune_config(args.experiment, args.dataset, flags)
-    if profile.finetune_settings(args.experiment, args.dataset)["init"] is not None and "init" not in flags:
+        return cfg
+    if profile.finetune_settings(args.experiment, args.dataset)["init"] is not None and cfg.init is None:
         raise ValueError(f"{args.params}: experiment {args.experiment!r} starts from a pre-training; "
                          "pass its model.pt with --init")
     return cfg
@@ -100,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     from maedfer.train.finetune_loop import finetune
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    profile = load_params(args)
+    profile = _stage.load_params(args)
     cfg = resolve_config_from_args(args, profile)
     index = require_index(args.index)
     checksum = hashlib.sha256(index.read_bytes()).hexdigest()
     experiment = args.mlflow_experiment or f"maedfer-finetune-{args.dataset}"
-    tracking = tracking_enabled(args, profile) and main_rank
+    tracking = _stage.tracking_enabled(args, profile) and main_rank
     group = args.group or f"{args.dataset}:{Path(args.out).resolve().parent}"
     parent = find_or_create_parent_run(experiment, group=group, enabled=tracking)
     with Tracker(experiment, run_name=f"fold{args.fold}", parent_run_id=parent, params=asdict(cfg),
@@ -123,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the finetune stage; exit status 2 with one line for a user error."""
-    args = parse_args(argv)
-    setup_logging(args.verbose)
-    return run_stage(NAME, run, args)
+    return _stage.stage_main(NAME, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

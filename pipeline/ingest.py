@@ -20,7 +20,7 @@ from pathlib import Path
 
 from maedfer.settings.params import IngestSettings
 from maedfer.settings.resolve import resolve_config
-from pipeline._stage import add_setting_flags, add_shared_flags, explicit, load_params, run_stage, stage_parser
+from pipeline._stage import add_setting_flags, add_shared_flags, explicit, load_params, stage_main, stage_parser
 
 NAME = "ingest"
 
@@ -111,11 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ingest stage; exit status 2 with one line for a user error."""
-    args = build_parser().parse_args(argv)
-    from maedfer.logging_utils import setup_logging
-
-    setup_logging(args.verbose)
-    return run_stage(NAME, run, args)
+    return stage_main(NAME, build_parser(), run, argv)
 
 
 if __name__ == "__main__":

@@ -127,20 +127,20 @@ def test_training_stages_take_explicit_flags_equal_to_the_default_over_the_param
     from pipeline import finetune, pretrain
 
     demo = load_profile(ROOT / "params/demo.yaml")
-    args = pretrain.parse_args(["--params", "params/demo.yaml", "--pretraining", "mae_dfer", "--index", "i",
-                                "--out", "o", "--epochs", "50", "--batch-size", "32"])
+    args = pretrain.build_parser().parse_args(["--params", "params/demo.yaml", "--pretraining", "mae_dfer",
+                                               "--index", "i", "--out", "o", "--epochs", "50", "--batch-size", "32"])
     cfg = pretrain.resolve_config_from_args(args, demo)
     assert (cfg.epochs, cfg.batch_size, cfg.warmup_epochs, cfg.base_lr) == (50, 32, 3, 3.0e-2)
-    args = pretrain.parse_args(["--index", "i", "--out", "o", "--epochs", "7"])
+    args = pretrain.build_parser().parse_args(["--index", "i", "--out", "o", "--epochs", "7"])
     assert pretrain.resolve_config_from_args(args, None) == PretrainConfig(epochs=7)
-    args = finetune.parse_args(["--params", "params/demo.yaml", "--experiment", "mae_dfer", "--dataset", "dfew",
-                                "--fold", "1", "--index", "i", "--out", "o", "--init", "m.pt", "--batch-size", "32",
-                                "--mixup", "0.8", "--auto-augment", "none"])
+    ft = ["--params", "params/demo.yaml", "--experiment", "mae_dfer", "--dataset", "dfew", "--fold", "1",
+          "--index", "i", "--out", "o"]
+    args = finetune.build_parser().parse_args([*ft, "--init", "m.pt", "--batch-size", "32", "--mixup", "0.8",
+                                               "--auto-augment", "none"])
     cfg = finetune.resolve_config_from_args(args, demo)
     assert (cfg.batch_size, cfg.mixup, cfg.epochs, cfg.init, cfg.auto_augment) == (32, 0.8, 100, "m.pt", None)
     assert cfg.arch == "lgi_former_test" and cfg.crop_scale == (0.6, 1.0)
-    args = finetune.parse_args(["--params", "params/demo.yaml", "--experiment", "mae_dfer", "--dataset", "dfew",
-                                "--fold", "1", "--index", "i", "--out", "o"])
+    args = finetune.build_parser().parse_args(ft)
     with pytest.raises(ValueError, match="starts from a pre-training; pass its model.pt with --init"):
         finetune.resolve_config_from_args(args, demo)
 

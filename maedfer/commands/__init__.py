@@ -23,7 +23,11 @@ def module_name(command: str) -> str:
     return f"{__name__}.{command.replace('-', '_')}"
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, description: str | None = None,
-                help: str | None = None) -> argparse.ArgumentParser:
-    """Register sub-command ``name`` with its one-line help from :data:`COMMANDS` and a longer description."""
-    return subparsers.add_parser(name, help=help or COMMANDS[name], description=description)
+def add_command(subparsers: argparse._SubParsersAction, name: str, doc: str | None = None) -> argparse.ArgumentParser:
+    """Register sub-command ``name``: its one-line help from :data:`COMMANDS`, its description from ``doc``.
+
+    ``doc`` is the module docstring; its text after the summary line (if any) is the description.
+    """
+    parts = (doc or "").strip().split("\n\n", 1)
+    description = parts[1].strip() if len(parts) > 1 else None
+    return subparsers.add_parser(name, help=COMMANDS[name], description=description)

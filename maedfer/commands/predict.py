@@ -1,4 +1,10 @@
-"""``maedfer predict``: facial-expression probabilities of videos, per window and overall."""
+"""``maedfer predict``: facial-expression probabilities of videos, per window and overall.
+
+Detect and track faces (MTCNN), crop them as at training time, slide the test loader's windows (the model's
+clip: 16 frames taken every 4) over each video and print each window's class probabilities and the whole
+video's (time-weighted: each window weighs the frames it covers). Errors are one line per video; the exit code
+is 2 when any video failed.
+"""
 
 from __future__ import annotations
 
@@ -29,19 +35,11 @@ def _positive(text: str) -> int:
     return value
 
 
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``maedfer predict``."""
-    p = add_command(
-        subparsers,
-        "predict",
-        description=(
-            "Detect and track faces (MTCNN), crop them as at training time, slide the test loader's windows "
-            "(the model's clip: 16 frames taken every 4) over each video and print each window's class "
-            "probabilities and the whole video's (time-weighted: each window weighs the frames it covers). "
-            "Errors are one line per video; the "
-            "exit code is 2 when any video failed."
-        ),
-    )
+    p = add_command(subparsers, "predict", __doc__)
     p.add_argument(
         "videos", nargs="+", metavar="VIDEO", help="video files (any container ffmpeg reads) or frame folders"
     )

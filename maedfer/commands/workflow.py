@@ -1,4 +1,7 @@
-"""``maedfer workflow``: check a params file, list its DAG, and (re)generate the DVC pipelines."""
+"""``maedfer workflow``: check a params file, list its DAG, and (re)generate the DVC pipelines.
+
+Tools for the Snakemake/DVC pipeline built from params.yaml and params/demo.yaml.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,7 @@ from maedfer.commands import add_command
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``maedfer workflow`` (check, jobs, dvc)."""
-    p = add_command(
-        subparsers,
-        "workflow",
-        description="Tools for the Snakemake/DVC pipeline built from params.yaml and params/demo.yaml.",
-    )
+    p = add_command(subparsers, "workflow", __doc__)
     sub = p.add_subparsers(dest="action", required=True)
     check = sub.add_parser("check", help="validate params files against the schema and their cross references")
     check.add_argument("params", nargs="*", default=["params.yaml", "params/demo.yaml"])
