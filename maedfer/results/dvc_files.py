@@ -62,6 +62,7 @@ def row_metrics(result: RowResult, table: PaperTable) -> dict[str, Any]:
 
 
 def table_metrics(table: PaperTable, results: Sequence[RowResult], profile: str) -> dict[str, Any]:
+    """The ``metrics.json`` content of a table: every row's numbers, by row key and dataset."""
     rows: dict[str, dict[str, Any]] = {}
     for r in results:
         rows.setdefault(r.spec.key, {})[r.spec.dataset] = row_metrics(r, table)
@@ -69,12 +70,14 @@ def table_metrics(table: PaperTable, results: Sequence[RowResult], profile: str)
 
 
 def write_metrics_json(path: str | Path, table: PaperTable, results: Sequence[RowResult], profile: str) -> Path:
+    """Write a table's ``metrics.json`` (DVC ``metrics:``) at ``path``; returns the path."""
     path = Path(path)
     write_json_atomic(path, table_metrics(table, results, profile))
     return path
 
 
 def confusion_file_name(result: RowResult) -> str:
+    """``<row>-<dataset>.csv``, with characters unsafe in a file name replaced by ``_``."""
     stem = re.sub(r"[^\w.-]", "_", f"{result.spec.key}-{result.spec.dataset}")
     return f"{stem}.csv"
 

@@ -21,4 +21,5 @@ HOW_TO_OBTAIN: dict[str, str] = {
 
 
 def how_to_obtain(dataset: str) -> str:
+    """One sentence on where to obtain ``dataset`` and what to unpack (DATASETS.md for an unknown name)."""
     return HOW_TO_OBTAIN.get(dataset, "see DATASETS.md for its layout and where to obtain it.")
