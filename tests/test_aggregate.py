@@ -205,7 +205,7 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, abc_folds: list[Path], 
                      "--row", f"epochs_50:dfew:{abc_folds[0]},{empty}"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"aggregate: error: {empty}: no metrics.json") and "pipeline/finetune.py" in err
+    assert err.startswith(f"aggregate: error: {empty}: no metrics.json") and "python -m pipeline.finetune" in err
     assert not out.exists()  # nothing written on bad input
 
     cases = [

@@ -98,7 +98,7 @@ def test_index_schema_and_metadata(tmp_path):
 
 
 def test_read_index_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pipeline/ingest.py"):
+    with pytest.raises(FileNotFoundError, match="python -m pipeline.ingest"):
         read_index(tmp_path / "index.parquet")
     pq.write_table(pa.table({"clip_id": ["a"], "label": [1]}), tmp_path / "index.parquet")
     with pytest.raises(ShardError, match="INDEX_COLUMNS"):

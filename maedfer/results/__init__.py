@@ -5,7 +5,7 @@
 * :mod:`~maedfer.results.tables` / :mod:`~maedfer.results.render`: paper rows and ours side by side,
   as Markdown, CSV and LaTeX.
 * :mod:`~maedfer.results.dvc_files`: ``metrics.json`` and confusion CSVs for DVC.
-* :mod:`~maedfer.results.aggregate`: the stage (``pipeline/aggregate.py`` is its CLI); it logs the table to
+* :mod:`~maedfer.results.aggregate`: the stage (``python -m pipeline.aggregate`` is its CLI); it logs the table to
   MLflow with :func:`maedfer.tracking.log_table_runs` (a parent run per table, a child run per fold).
 """
 

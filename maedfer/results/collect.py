@@ -2,7 +2,7 @@
 
 A fold run folder holds ``metrics.json`` (:func:`maedfer.metrics.compute_metrics`) and
 ``predictions.csv`` (``clip_id,label,pred,p_<class>...``; label and pred are class indices), as
-written by ``pipeline/finetune.py`` and ``pipeline/evaluate.py`` (``metrics_best.json`` /
+written by ``python -m pipeline.finetune`` and ``python -m pipeline.evaluate`` (``metrics_best.json`` /
 ``predictions_best.csv`` for the best-validation epoch). Optionally ``mlflow_run.json``
 (``{"run_id": ...}``) names the MLflow run that trained the fold. :func:`read_fold` is the one
 reader of such a folder: the tables here and the confusion figures (:mod:`maedfer.viz.confusion`).
@@ -39,7 +39,7 @@ REQUIRED_METRIC_KEYS: tuple[str, ...] = (
 )
 FOLD_SUMMARY_KEYS: tuple[str, ...] = ("uar", "war", "weighted_f1")
 _FOLD_NAME = re.compile(r"fold[_-]?(\d+)$", re.IGNORECASE)
-_RERUN = "re-run that fold with pipeline/finetune.py (or pipeline/evaluate.py) --out <that folder>"
+_RERUN = "re-run that fold with python -m pipeline.finetune (or pipeline.evaluate) --out <that folder>"
 
 
 class ResultsInputError(ValueError):
@@ -133,7 +133,7 @@ def _read_metrics(folder: Path, name: str) -> dict[str, Any]:
     path = folder / name
     if not folder.is_dir():
         raise ResultsInputError(f"{path}: not found (no fold run folder {folder}); fix the path or run that fold's "
-                                "fine-tuning (pipeline/finetune.py --out <folder>) first")
+                                "fine-tuning (python -m pipeline.finetune --out <folder>) first")
     if not path.is_file():
         raise ResultsInputError(f"{folder}: no {name} (the fold has not finished); {_RERUN}")
     try:

@@ -52,7 +52,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     device, is_main = engine.device, engine.dist.is_main
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     if not class_names:
-        raise ValueError(f"{index_path}: the index has no class names; was it built by pipeline/ingest.py?")
+        raise ValueError(f"{index_path}: the index has no class names; was it built by python -m pipeline.ingest?")
     model = create_model(cfg.arch, num_classes=len(class_names), drop_path_rate=cfg.drop_path, **cfg.arch_kwargs)
     model.class_names = class_names
     if cfg.init:

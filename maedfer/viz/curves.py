@@ -2,9 +2,9 @@
 
 Two kinds of history, told apart by their keys:
 
-* fine-tuning (pipeline/finetune.py): ``{"epoch", "train/loss", "val/uar", "val/war", "train/clips_per_s"}``
+* fine-tuning (python -m pipeline.finetune): ``{"epoch", "train/loss", "val/uar", "val/war", "train/clips_per_s"}``
   -> panels: training loss | validation UAR (solid) and WAR (dashed), in %;
-* pre-training (pipeline/pretrain.py): ``{"epoch", "loss", "lr", "clips_per_s"}``
+* pre-training (python -m pipeline.pretrain): ``{"epoch", "loss", "lr", "clips_per_s"}``
   -> panels: reconstruction loss | learning rate.
 
 One colour per run (the legend, in the left panel, names the runs). Always 1200 x 450 px (``FIGSIZE`` x ``DPI``).
@@ -44,8 +44,8 @@ def read_history(run_dir: str | Path) -> tuple[HistoryKind, list[dict[str, Any]]
     """(kind, records sorted by epoch) of ``run_dir/history.json``."""
     path = Path(run_dir) / "history.json"
     if not path.is_file():
-        raise HistoryError(f"{path}: no history.json; point at a run folder written by pipeline/finetune.py "
-                           "or pipeline/pretrain.py (it is written after every epoch)")
+        raise HistoryError(f"{path}: no history.json; point at a run folder written by python -m pipeline.finetune "
+                           "or pipeline.pretrain (it is written after every epoch)")
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as exc:

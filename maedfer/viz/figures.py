@@ -1,4 +1,4 @@
-"""The paper's figures from checkpoints and run folders (called by pipeline/figures.py).
+"""The paper's figures from checkpoints and run folders (called by python -m pipeline.figures).
 
 * :func:`reconstruction_figures` (Fig. 4): a pre-training model's reconstructions of one clip at
   several mask ratios (one PNG per ratio, ``fig4-mask0.75.png`` ...; 1100 x 625 px for 16 frames)
@@ -50,7 +50,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 _KIND_NAMES = {MAEPretrainModel: "pre-training model", VideoClassifier: "fine-tuned classifier"}
-_WRITTEN_BY = {MAEPretrainModel: "pipeline/pretrain.py", VideoClassifier: "pipeline/finetune.py"}
+_WRITTEN_BY = {MAEPretrainModel: "python -m pipeline.pretrain", VideoClassifier: "python -m pipeline.finetune"}
 
 
 def _load_kind(path: str | Path, kind: type[MAEPretrainModel] | type[VideoClassifier]) -> Any:

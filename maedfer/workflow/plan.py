@@ -197,7 +197,7 @@ class _Builder:
         run = self.finetune(experiment, ds, fold)
         run_dir = str(Path(run.outputs[0]).parent)
         figs = self.p.results_dir("figures")
-        stride = str(self.p.datasets[ds].get("stride", 4))
+        stride = str(self.p.params.datasets[ds].stride)
         jobs = [self._figure(
             "fig5", {},
             cmd=[*_stage_cmd("figures", 0), "fig5", "--checkpoint", f"{run_dir}/model.pt", "--index",

@@ -32,7 +32,7 @@ def read_index(index_path: str | os.PathLike) -> pa.Table:
     if not index_path.is_file():
         raise FileNotFoundError(
             f"{index_path}: no index; run "
-            f"`python pipeline/ingest.py --dataset NAME --root ROOT --out {index_path.parent}`"
+            f"`python -m pipeline.ingest --dataset NAME --root ROOT --out {index_path.parent}`"
         )
     try:
         table = pq.read_table(index_path)
