@@ -121,3 +121,73 @@ def test_token_order_switch(tiny_clip):
 
     assert not torch.allclose(preds((2, 2, 4), "authors"), preds((2, 2, 4), "raster"))
     torch.testing.assert_close(preds((1, 2, 4), "authors"), preds((1, 2, 4), "raster"))
+
+
+def _videomae_reference_targets(video: torch.Tensor, patch: int, tubelet: int = 2) -> torch.Tensor:
+    """VideoMAE's normlize_target, written out independently: (B, L, tubelet*patch*patch*3)."""
+    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None, None]
+    std = torch.tensor(IMAGENET_STD)[None, :, None, None, None]
+    pixels = video * std + mean
+    cubes = rearrange(pixels, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=tubelet, p1=patch, p2=patch)
+    normed = (cubes - cubes.mean(dim=-2, keepdim=True)) / (cubes.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+    return rearrange(normed, "b n p c -> b n (p c)")  # per cube: (p0 p1 p2 c) = frame, row, column, channel
+
+
+def test_videomae_target_is_the_whole_normalised_tubelet():
+    """The original VideoMAE target against an independent computation, and its value order checked by hand."""
+    from maedfer.models.targets import masked_targets, videomae_cube_targets
+
+    video = torch.randn(2, 3, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    ours = videomae_cube_targets(video, patch_size=4)
+    assert ours.shape == (2, 2 * 2 * 2, 2 * 4 * 4 * 3)
+    torch.testing.assert_close(ours, _videomae_reference_targets(video, 4), rtol=1e-5, atol=1e-5)
+    # value order within a cube: frame, row, column, channel (cube 0 of clip 0 by hand)
+    pixels = (video[0].numpy() * np.array(IMAGENET_STD)[:, None, None, None]
+              + np.array(IMAGENET_MEAN)[:, None, None, None])[:, :2, :4, :4]  # (C, 2, 4, 4)
+    norm = np.stack([(v - v.mean()) / (v.std(ddof=1) + 1e-6) for v in pixels])
+    np.testing.assert_allclose(ours[0, 0].numpy(), norm.transpose(1, 2, 3, 0).reshape(-1), rtol=1e-4, atol=1e-4)
+    # the mae_dfer target shares its first half (appearance) and differs in the second (motion)
+    joint = cube_targets(video, patch_size=4)
+    torch.testing.assert_close(joint[..., :48], ours[..., :48])
+    torch.testing.assert_close(joint[..., 48:], ours[..., 48:] - ours[..., :48])
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[:, [1, 6]] = True
+    torch.testing.assert_close(masked_targets(video, mask, 4, target="videomae"), ours[:, [1, 6]])
+
+
+def test_videomae_loss_is_plain_mse_and_differs_from_first_frame_only(tiny_clip):
+    """Same weights and mask: the VideoMAE loss (both frames) against the independent formula, and != lambda 1."""
+    torch.manual_seed(0)
+    videomae = create_model("pretrain_vit_test", target="videomae", mask_ratio=0.75, **TINY).eval()
+    first_frame = create_model("pretrain_vit_test", appearance_weight=1.0, mask_ratio=0.75, **TINY).eval()
+    first_frame.load_state_dict(videomae.state_dict())
+    assert videomae.decoder.head.out_features == 2 * 16 * 16 * 3 == first_frame.decoder.head.out_features
+    mask = videomae.sample_mask(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        pred = videomae(tiny_clip, mask)
+        torch.testing.assert_close(pred, first_frame(tiny_clip, mask))
+        labels = _videomae_reference_targets(tiny_clip, 16)[mask].reshape(2, -1, 1536)
+        loss = videomae.loss(tiny_clip, pred, mask)["loss"]
+        torch.testing.assert_close(loss, torch.nn.functional.mse_loss(pred, labels))
+        first = first_frame.loss(tiny_clip, pred, mask)["loss"]
+        torch.testing.assert_close(first, torch.nn.functional.mse_loss(pred[..., :768], labels[..., :768]))
+        assert abs(loss.item() - first.item()) > 1e-3
+    out = videomae.train().forward_loss(tiny_clip, generator=torch.Generator().manual_seed(1))
+    out["loss"].backward()
+    assert [n for n, p in videomae.named_parameters() if p.grad is None] == []
+
+
+def test_target_argument_checks():
+    with pytest.raises(ValueError, match="appearance_weight .* drop appearance_weight"):
+        create_model("pretrain_vit_test", target="videomae", appearance_weight=1.0, **TINY)
+    with pytest.raises(ValueError, match="target must be one of mae_dfer, videomae"):
+        create_model("pretrain_vit_test", target="pixels", **TINY)
+    assert create_model("pretrain_vit_test", **TINY).appearance_weight == 0.5  # default unchanged
+    m = create_model("pretrain_vit_test", target="videomae", **TINY)
+    assert m.arch_kwargs["target"] == "videomae" and m.appearance_weight is None
+    from maedfer.settings.arch_names import classifier_kwargs
+
+    assert "target" not in classifier_kwargs(m.arch_kwargs)  # the fine-tuned classifier does not take it
+    pred = torch.randn(1, 3, 24)
+    joint = m.as_appearance_motion(pred)
+    torch.testing.assert_close(joint[..., 12:], pred[..., 12:] - pred[..., :12])

@@ -112,3 +112,19 @@ def test_cli_help_and_version(capsys):
     assert "model-stats" in capsys.readouterr().out
     for module, _ in SUBCOMMANDS.values():  # every listed sub-command exists
         assert hasattr(__import__(module, fromlist=["add_parser"]), "add_parser"), module
+
+
+def test_convert_cli_decoder_heads_and_target(tmp_path, capsys):
+    """A decoder width outside the table needs --decoder-heads (the error names it); --target sets the target."""
+    from tests import official_reference as ref
+
+    official = ref.LGIPretrain(64, 1, 2, (8, 10, 10), (2, 5, 10), dec_dim=48, dec_depth=1, dec_heads=4)
+    torch.save({"model": official.state_dict()}, tmp_path / "pretrain.pth")
+    out = tmp_path / "pretrain.pt"
+    assert main(["convert", str(tmp_path / "pretrain.pth"), str(out), "--num-heads", "2"]) == 2
+    assert "--decoder-heads N" in capsys.readouterr().err
+    args = ["--num-heads", "2", "--decoder-heads", "4", "--target", "videomae"]
+    assert main(["convert", str(tmp_path / "pretrain.pth"), str(out), *args]) == 0
+    model = load_model(out)
+    assert model.arch == "pretrain_lgi_former_base_patch16_160"
+    assert model.arch_kwargs["decoder_heads"] == 4 and model.target == "videomae"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
+from einops import rearrange
 
+from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD
 from maedfer.models import load_official_checkpoint
 from maedfer.models.official import ConversionError, maedfer_to_official
 from tests import official_reference as ref
@@ -154,3 +158,58 @@ def test_pretrain_equivalence_at_paper_geometry():
         )
         model.token_order = "raster"  # the corrected order really changes the predictions
         assert (model(clip, mask) - theirs).abs().max() > 1e-4
+
+
+def test_decoder_heads_of_an_unknown_width_must_be_given():
+    """A 48-d decoder is not guessed (it was 1 head): the error names the option; given, it is used."""
+    official = ref.LGIPretrain(64, 1, 2, GRID, (2, 2, 4), dec_dim=48, dec_depth=1, dec_heads=4).eval()
+    sd = _randomise(official)
+    kw = dict(region_size=(2, 2, 4), num_heads=2, model_kwargs=dict(mask_ratio=0.75, **TINY))
+    with pytest.raises(ConversionError, match="decoder width 48.*decoder_heads \\(CLI: --decoder-heads N\\)"):
+        load_official_checkpoint({"model": sd}, **kw)
+    with pytest.raises(ConversionError, match="not divisible by 5"):
+        load_official_checkpoint({"model": sd}, decoder_heads=5, **kw)
+    model = load_official_checkpoint({"model": sd}, decoder_heads=4, **kw).eval()
+    assert model.arch_kwargs["decoder_heads"] == 4 and model.decoder.blocks[0].attn.num_heads == 4
+    mask = model.sample_mask(2, generator=torch.Generator().manual_seed(0))
+    clip = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip, mask), official(clip, mask), rtol=1e-5, atol=1e-5)
+
+
+def _videomae_reference_loss(videos, mask, outputs, patch=16):
+    """The original VideoMAE loss (use_frame_diff_as_target off): MSE on the whole normalised tubelet."""
+    mean = torch.tensor(IMAGENET_MEAN)[None, :, None, None, None]
+    std = torch.tensor(IMAGENET_STD)[None, :, None, None, None]
+    sq = rearrange(videos * std + mean, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=2, p1=patch, p2=patch)
+    normed = (sq - sq.mean(dim=-2, keepdim=True)) / (sq.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+    labels = rearrange(normed, "b n p c -> b n (p c)")
+    return torch.nn.functional.mse_loss(outputs, labels[mask].reshape(outputs.shape[0], -1, labels.shape[-1]))
+
+
+def test_pretrain_target_follows_the_saved_args(tiny_clip):
+    """Same shapes for both targets: the authors' saved args pick VideoMAE's or Eq. 2's lambda; target= overrides."""
+    official = ref.LGIPretrain(64, 2, 2, GRID, (2, 2, 4), dec_dim=32, dec_depth=1, dec_heads=2).eval()
+    sd = _randomise(official)
+    kw = dict(region_size=(2, 2, 4), num_heads=2, model_kwargs=dict(mask_ratio=0.75, decoder_heads=2, **TINY))
+    videomae_args = argparse.Namespace(use_frame_diff_as_target=False, target_diff_weight=None)
+    model = load_official_checkpoint({"model": sd, "args": videomae_args}, **kw).eval()
+    assert model.target == "videomae" and "appearance_weight" not in model.arch_kwargs
+    mask = model.sample_mask(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = model(tiny_clip, mask), official(tiny_clip, mask)
+        torch.testing.assert_close(
+            model.loss(tiny_clip, ours, mask)["loss"], _videomae_reference_loss(tiny_clip, mask, theirs),
+            rtol=1e-5, atol=1e-6,
+        )
+    joint_args = argparse.Namespace(use_frame_diff_as_target=True, target_diff_weight=0.25)
+    model = load_official_checkpoint({"model": sd, "args": joint_args}, **kw)
+    assert (model.target, model.appearance_weight) == ("mae_dfer", 0.75)
+    assert load_official_checkpoint({"model": sd}, **kw).target == "mae_dfer"  # nothing saved: the default
+    assert load_official_checkpoint({"model": sd, "args": joint_args}, target="videomae", **kw).target == "videomae"
+    with pytest.raises(ConversionError, match="target must be one of"):
+        load_official_checkpoint({"model": sd}, target="pixels", **kw)
+    bad = {**sd, "decoder.head.weight": sd["decoder.head.weight"][:768]}
+    bad["decoder.head.bias"] = sd["decoder.head.bias"][:768]
+    with pytest.raises(ConversionError, match="predicts 768 values per cube"):
+        load_official_checkpoint({"model": bad}, **kw)

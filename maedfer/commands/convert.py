@@ -22,6 +22,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-heads", type=int, help="attention heads (default: from the width)")
     p.add_argument(
+        "--decoder-heads",
+        type=int,
+        metavar="N",
+        help="pre-training models: decoder attention heads (default: from the decoder width, "
+        "384 -> 6; other widths need this)",
+    )
+    p.add_argument(
+        "--target",
+        choices=["mae_dfer", "videomae"],
+        help="pre-training models: reconstruction target (default: from the checkpoint's saved args, "
+        "else mae_dfer; the weights have the same shapes for both)",
+    )
+    p.add_argument(
         "--pool",
         choices=["region", "local"],
         default="region",
@@ -61,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint,
         region_size=tuple(args.region_size) if args.region_size else None,
         num_heads=args.num_heads,
+        decoder_heads=args.decoder_heads,
+        target=args.target,
         pool=args.pool,
         token_order=args.token_order,
         class_names=names,

@@ -10,10 +10,14 @@ mixed with the same lambda; each target row sums to 1.
 Randomness comes from a numpy Generator: pass one per call (e.g. ``derive_rng(seed, epoch, step)``)
 for runs that resume bit-exactly, or let the instance use its own, seeded at construction.
 
-Authors' quirk (``legacy_video_cutmix=True``): VideoMAE's copy of timm slices a 5-D video batch
-(B, C, T, H, W) with ``x[:, :, yl:yh, xl:xh]``, i.e. the box's rows land on the TIME axis and its
+The default box is what the authors' runs did: their ``mixup.py`` pastes ``x[..., yl:yh, xl:xh]``
+of a 5-D video batch (B, C, T, H, W), i.e. the (H, W) box in every frame, with lambda corrected
+for that box's area.
+
+``legacy_video_cutmix=True`` is a different variant, not the authors': timm's image Mixup slice
+``x[:, :, yl:yh, xl:xh]`` applied to a 5-D batch, so the box's rows land on the TIME axis and its
 columns on the HEIGHT axis (whole width), while lambda is computed for an (H, W) box. Off by
-default; on, it reproduces what their runs did.
+default; kept only to compare with code that slices video batches that way.
 """
 
 from __future__ import annotations

@@ -13,6 +13,14 @@ Key mapping (official -> ours), LGI-Former blocks:
     norm2 -> norm_mlp                       lg_region_tokens -> region_tokens
 ViT blocks, the decoder, patch embedding, fc_norm and head keep their names (under ``encoder.``
 for encoder parts).
+
+Pre-training target: the decoder head is tubelet x patch x patch x 3 wide (1,536) for both the
+MAE-DFER joint target and the original VideoMAE target, so the shapes cannot tell them apart.
+The authors' training arguments, saved beside the weights (``args``), can: without
+``use_frame_diff_as_target`` the run reconstructed the whole normalised tubelet (``target="videomae"``);
+with it, Eq. 2's lambda is ``1 - target_diff_weight`` (0.5 when unset). Without ``args`` the
+target is ``"mae_dfer"`` unless ``target=`` says otherwise. Decoder heads come from the decoder
+width for the widths of :data:`HEADS_BY_DIM`; any other width needs ``decoder_heads``.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import torch
 from torch import nn
 
 from maedfer.models.registry import create_model
+from maedfer.models.targets import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +97,7 @@ class OfficialSpec:
     use_lgi: bool = True
     decoder_dim: int = 0
     decoder_depth: int = 0
+    decoder_out: int = 0
 
 
 def _unwrap(obj: Any) -> tuple[dict[str, torch.Tensor], Any]:
@@ -130,6 +140,8 @@ def inspect_official(sd: Mapping[str, torch.Tensor]) -> OfficialSpec:
     else:
         spec.decoder_dim = sd["encoder_to_decoder.weight"].shape[0]
         spec.decoder_depth = _block_count(sd, "decoder.")
+        if "decoder.head.weight" in sd:
+            spec.decoder_out = sd["decoder.head.weight"].shape[0]
     return spec
 
 
@@ -182,6 +194,45 @@ def maedfer_to_official(sd: Mapping[str, torch.Tensor], kind: str) -> dict[str, 
     return out
 
 
+def target_from_args(args: Any) -> dict[str, Any]:
+    """The pre-training target recorded in the authors' saved arguments ({} when they say nothing).
+
+    ``use_frame_diff_as_target`` false: the original VideoMAE target; true: MAE-DFER's joint
+    target with lambda = 1 - ``target_diff_weight`` (the plain MSE, lambda 0.5, when it is unset).
+    """
+    if args is None or not hasattr(args, "use_frame_diff_as_target"):
+        return {}
+    if not args.use_frame_diff_as_target:
+        return {"target": "videomae"}
+    diff_weight = getattr(args, "target_diff_weight", None)
+    return {"target": "mae_dfer", "appearance_weight": 0.5 if diff_weight is None else 1.0 - float(diff_weight)}
+
+
+def _target_kwargs(target: str | None, args: Any) -> dict[str, Any]:
+    """The pre-training model's target arguments: ``target`` if given, else the saved ``args``, else the default."""
+    if target is not None and target not in TARGETS:
+        raise ConversionError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    recorded = target_from_args(args)
+    if target is None or recorded.get("target") == target:
+        return recorded
+    if recorded:
+        log.warning("the checkpoint's saved args say target %r; using %r as asked", recorded["target"], target)
+    return {"target": target}
+
+
+def _decoder_heads(spec: OfficialSpec, decoder_heads: int | None) -> int:
+    """Attention heads of the official decoder: given, or from the width's known size."""
+    heads = decoder_heads or HEADS_BY_DIM.get(spec.decoder_dim)
+    if heads is None:
+        raise ConversionError(
+            f"cannot infer the decoder's head count for decoder width {spec.decoder_dim} "
+            f"(known widths: {', '.join(map(str, sorted(HEADS_BY_DIM)))}); pass decoder_heads (CLI: --decoder-heads N)"
+        )
+    if spec.decoder_dim % heads:
+        raise ConversionError(f"decoder width {spec.decoder_dim} is not divisible by {heads} decoder heads")
+    return heads
+
+
 def _arch_for(
     spec: OfficialSpec,
     region_size: tuple[int, int, int] | None,
@@ -189,6 +240,8 @@ def _arch_for(
     pool: str,
     token_order: str,
     args: Any,
+    decoder_heads: int | None = None,
+    target: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     heads = num_heads or HEADS_BY_DIM.get(spec.embed_dim)
     if heads is None:
@@ -211,8 +264,9 @@ def _arch_for(
         kwargs.update(
             decoder_dim=spec.decoder_dim,
             decoder_depth=spec.decoder_depth,
-            decoder_heads=HEADS_BY_DIM.get(spec.decoder_dim, max(1, spec.decoder_dim // 64)),
+            decoder_heads=_decoder_heads(spec, decoder_heads),
             token_order=token_order,
+            **_target_kwargs(target, args),
         )
         return f"pretrain_{name}", kwargs
     if spec.encoder == "lgi":
@@ -249,19 +303,30 @@ def load_official_checkpoint(
     class_names: list[str] | None = None,
     trust_pickle: bool = False,
     model_kwargs: dict[str, Any] | None = None,
+    decoder_heads: int | None = None,
+    target: str | None = None,
 ) -> nn.Module:
     """Build the matching maedfer model and load an official checkpoint into it (strict).
 
     The clip geometry is not stored in a state dict: it defaults to the paper's 16 x 160 x 160
     (override with ``model_kwargs=dict(img_size=..., num_frames=...)``); cube size comes from
-    the patch-embedding kernel.
+    the patch-embedding kernel. Pre-training checkpoints: ``decoder_heads`` is needed for a
+    decoder width outside :data:`HEADS_BY_DIM` (``model_kwargs["decoder_heads"]`` counts too);
+    ``target`` ("mae_dfer" or "videomae") overrides the target read from the saved ``args``.
     """
     obj = _read(checkpoint, trust_pickle) if isinstance(checkpoint, (str, Path)) else checkpoint
     sd, args = _unwrap(obj)
     spec = inspect_official(sd)
-    name, kwargs = _arch_for(spec, region_size, num_heads, pool, token_order, args)
+    decoder_heads = decoder_heads or (model_kwargs or {}).get("decoder_heads")
+    name, kwargs = _arch_for(spec, region_size, num_heads, pool, token_order, args, decoder_heads, target)
     kernel = sd["encoder.patch_embed.proj.weight" if spec.kind == "pretrain" else "patch_embed.proj.weight"].shape
     kwargs.update(tubelet_size=kernel[2], patch_size=kernel[3], **(model_kwargs or {}))
+    cube_values = kwargs["tubelet_size"] * kwargs["patch_size"] ** 2 * 3
+    if spec.kind == "pretrain" and spec.decoder_out not in (0, cube_values):
+        raise ConversionError(
+            f"the decoder head predicts {spec.decoder_out} values per cube; both targets (mae_dfer, videomae) "
+            f"need tubelet x patch x patch x 3 = {cube_values}"
+        )
     model = create_model(name, init=False, **kwargs)
     converted = official_to_maedfer(sd, spec)
     expected = model.state_dict()

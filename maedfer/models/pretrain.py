@@ -2,7 +2,14 @@
 
 ``forward(video, mask)`` takes an ImageNet-normalised clip (B, 3, T, H, W) and a boolean mask
 (B, L), True = masked, and returns predictions (B, Lm, 2*P*P*3) for the masked cubes in raster
-order. ``loss(video, pred, mask)`` builds the targets (maedfer.models.targets) and Eq. 2.
+order. ``loss(video, pred, mask)`` builds the targets (maedfer.models.targets) and the loss.
+
+Target (``target``):
+* ``"mae_dfer"`` (default): appearance (first frame) + motion (frame difference) of each cube,
+  weighted by Eq. 2's lambda, ``appearance_weight`` (default 0.5).
+* ``"videomae"``: the original VideoMAE target, the whole normalised cube (both frames), plain
+  MSE; ``appearance_weight`` does not apply and is rejected. The decoder head has the same width
+  (tubelet x patch x patch x 3) for both targets.
 
 Token order (``token_order``):
 * ``"authors"`` (default, reproduces the released checkpoint): the encoder returns visible
@@ -24,7 +31,7 @@ from maedfer.masking import TubeWindowMaskGenerator
 from maedfer.models.init import init_weights, trunc_normal_
 from maedfer.models.layer_groups import EncoderLayerGroups
 from maedfer.models.layers import Block, sincos_table
-from maedfer.models.targets import masked_targets, weighted_mse
+from maedfer.models.targets import TARGETS, Target, masked_targets, plain_mse, weighted_mse
 
 TokenOrder = Literal["authors", "raster"]
 
@@ -66,15 +73,25 @@ class MAEPretrainModel(EncoderLayerGroups, nn.Module):
         decoder_heads: int = 6,
         mlp_ratio: float = 4.0,
         mask_ratio: float = 0.9,
-        appearance_weight: float = 0.5,
+        appearance_weight: float | None = None,
         token_order: TokenOrder = "authors",
         norm_eps: float = 1e-6,
+        target: Target = "mae_dfer",
     ) -> None:
         super().__init__()
         if token_order not in ("authors", "raster"):
             raise ValueError(f"token_order must be 'authors' or 'raster', got {token_order!r}")
-        if not 0.0 <= appearance_weight <= 1.0:
-            raise ValueError(f"appearance_weight (lambda) must be in [0, 1], got {appearance_weight}")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        if target == "videomae" and appearance_weight is not None:
+            raise ValueError(
+                "appearance_weight (Eq. 2's lambda) applies to target 'mae_dfer' only; target 'videomae' scores "
+                "the whole tubelet: drop appearance_weight from arch_kwargs (null in a params run)"
+            )
+        if target == "mae_dfer":
+            appearance_weight = 0.5 if appearance_weight is None else appearance_weight
+            if not 0.0 <= appearance_weight <= 1.0:
+                raise ValueError(f"appearance_weight (lambda) must be in [0, 1], got {appearance_weight}")
         self.encoder = encoder
         pe = encoder.patch_embed
         self.patch_size, self.tubelet_size = pe.patch_size, pe.tubelet_size
@@ -84,8 +101,9 @@ class MAEPretrainModel(EncoderLayerGroups, nn.Module):
         self.decoder = MAEDecoder(decoder_dim, decoder_depth, decoder_heads, mlp_ratio, self.out_dim, norm_eps)
         self.register_buffer("decoder_pos", sincos_table(pe.num_patches, decoder_dim), persistent=False)
         self.mask_generator = TubeWindowMaskGenerator.for_encoder(encoder, mask_ratio)
-        self.appearance_weight = appearance_weight
+        self.appearance_weight = appearance_weight  # None for the videomae target
         self.token_order = token_order
+        self.target = target
 
     def init_weights(self) -> None:
         """The authors' pre-training init (xavier_uniform Linear layers, truncated-normal tokens)."""
@@ -114,13 +132,26 @@ class MAEPretrainModel(EncoderLayerGroups, nn.Module):
         return self.decoder(x, num_masked)  # (B, Lm, out_dim)
 
     def targets(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Appearance and motion targets of the masked cubes (B, Lm, D)."""
+        """Targets of the masked cubes (B, Lm, D): appearance + motion, or the whole cube (videomae)."""
         with torch.no_grad():
-            return masked_targets(video, mask, self.patch_size, self.tubelet_size)
+            return masked_targets(video, mask, self.patch_size, self.tubelet_size, self.target)
 
     def loss(self, video: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Eq. 2 loss and its appearance and motion parts."""
+        """Eq. 2 loss and its appearance and motion parts; the plain MSE for the videomae target."""
+        if self.target == "videomae":
+            return plain_mse(pred, self.targets(video, mask))
         return weighted_mse(pred, self.targets(video, mask), self.appearance_weight)
+
+    def as_appearance_motion(self, pred: torch.Tensor) -> torch.Tensor:
+        """Predictions in the mae_dfer layout (first frame, second minus first), whatever the target.
+
+        A videomae prediction holds both normalised frames, (frame, py, px, c); for previews that
+        draw appearance and motion, its second half becomes the difference of the two frames.
+        """
+        if self.target == "mae_dfer":
+            return pred
+        first, second = pred.chunk(2, dim=-1)  # tubelet 2: one frame per half
+        return torch.cat([first, second - first], dim=-1)
 
     def forward_loss(
         self, video: torch.Tensor, mask: torch.Tensor | None = None, generator: torch.Generator | None = None

@@ -12,7 +12,7 @@ PRETRAIN_PREFIX = "pretrain_"
 
 # Constructor arguments of a pre-training model that its classifier does not take.
 PRETRAIN_ONLY_KEYS: tuple[str, ...] = (
-    "mask_ratio", "appearance_weight", "token_order", "decoder_dim", "decoder_depth", "decoder_heads",
+    "mask_ratio", "appearance_weight", "token_order", "decoder_dim", "decoder_depth", "decoder_heads", "target",
 )
 
 
