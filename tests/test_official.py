@@ -206,6 +206,8 @@ def test_pretrain_target_follows_the_saved_args(tiny_clip):
     model = load_official_checkpoint({"model": sd, "args": joint_args}, **kw)
     assert (model.target, model.appearance_weight) == ("mae_dfer", 0.75)
     assert load_official_checkpoint({"model": sd}, **kw).target == "mae_dfer"  # nothing saved: the default
+    original_videomae_args = argparse.Namespace(normlize_target=True)  # the original VideoMAE code's args
+    assert load_official_checkpoint({"model": sd, "args": original_videomae_args}, **kw).target == "videomae"
     assert load_official_checkpoint({"model": sd, "args": joint_args}, target="videomae", **kw).target == "videomae"
     with pytest.raises(ConversionError, match="target must be one of"):
         load_official_checkpoint({"model": sd}, target="pixels", **kw)

@@ -199,7 +199,11 @@ def target_from_args(args: Any) -> dict[str, Any]:
 
     ``use_frame_diff_as_target`` false: the original VideoMAE target; true: MAE-DFER's joint
     target with lambda = 1 - ``target_diff_weight`` (the plain MSE, lambda 0.5, when it is unset).
+    Arguments of the original VideoMAE code (``normlize_target`` without the MAE-DFER option) mean
+    the VideoMAE target, its only one.
     """
+    if args is not None and not hasattr(args, "use_frame_diff_as_target") and hasattr(args, "normlize_target"):
+        return {"target": "videomae"}
     if args is None or not hasattr(args, "use_frame_diff_as_target"):
         return {}
     if not args.use_frame_diff_as_target:
