@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from maedfer.settings.resolve import resolve_config
+from maedfer.settings.training import PRECISIONS
 from maedfer.workflow.profile import Profile
 from pipeline._stage import add_shared_flags, explicit, stage_parser
 
@@ -28,6 +29,12 @@ def training_parser(name: str, doc: str, default_arch: str, arch_kwargs_example:
                    help=f"JSON constructor arguments, e.g. {arch_kwargs_example}")
     p.add_argument("--no-resume", action="store_true", help="start afresh instead of continuing a killed run")
     return p
+
+
+def add_precision_flag(p: argparse.ArgumentParser) -> None:
+    """``--precision bf16|fp16|fp32`` (unset: the params file, else bf16 on CUDA and fp32 on CPU)."""
+    p.add_argument("--precision", choices=PRECISIONS, default=argparse.SUPPRESS,
+                   help="autocast precision; fp16 adds a gradient scaler (default: bf16 on CUDA, fp32 on CPU)")
 
 
 def training_config(cls: type[T], args: argparse.Namespace, profile: Profile | None, entry: str | None, flag: str,

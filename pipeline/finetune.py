@@ -23,7 +23,7 @@ from maedfer.io_utils import write_json_atomic
 from maedfer.settings import FinetuneConfig
 from maedfer.workflow.profile import Profile
 from pipeline import _stage
-from pipeline._training import require_index, training_config, training_parser
+from pipeline._training import add_precision_flag, require_index, training_config, training_parser
 
 NAME = "finetune"
 
@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=argparse.SUPPRESS,
                    help="pre-trained model.pt or official checkpoint (default: scratch)")
     _stage.add_setting_flags(p, FinetuneConfig, ("epochs", "warmup_epochs", "batch_size", "stride", "num_workers",
-                                                 "seed", "max_steps_per_epoch"), int)
+                                                 "seed", "max_steps_per_epoch", "accum_steps"), int)
+    _stage.add_setting_flags(p, FinetuneConfig, ("total_batch",), int, helps={
+        "total_batch": "clips per update; the micro-batches per update are derived from it"})
+    add_precision_flag(p)
     _stage.add_setting_flags(p, FinetuneConfig, ("base_lr", "base_min_lr", "weight_decay", "layer_decay",
                                                  "drop_path", "mixup", "cutmix", "label_smoothing"), float)
     p.add_argument("--auto-augment", default=argparse.SUPPRESS,

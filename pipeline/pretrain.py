@@ -21,7 +21,7 @@ from pathlib import Path
 from maedfer.settings import PretrainConfig
 from maedfer.workflow.profile import Profile
 from pipeline import _stage
-from pipeline._training import require_index, training_config, training_parser
+from pipeline._training import add_precision_flag, require_index, training_config, training_parser
 
 NAME = "pretrain"
 
@@ -37,7 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     _stage.add_setting_flags(p, PretrainConfig, ("epochs", "warmup_epochs", "batch_size", "accum_steps", "stride",
                                                  "num_workers", "seed", "save_every_steps", "max_steps_per_epoch",
                                                  "preview_every_epochs"), int)
+    _stage.add_setting_flags(p, PretrainConfig, ("total_batch", "schedule_epochs"), int, helps={
+        "total_batch": "clips per update; the micro-batches per update are derived from it",
+        "schedule_epochs": "length of the cosine schedule in epochs (the run stops after --epochs)"})
     _stage.add_setting_flags(p, PretrainConfig, ("base_lr", "base_min_lr", "weight_decay", "clip_grad"), float)
+    add_precision_flag(p)
+    p.add_argument("--decay-region-tokens", action="store_true", default=argparse.SUPPRESS,
+                   help="weight decay on the encoder's region tokens too, as the authors' pre-training")
     p.add_argument("--compile", action="store_true", default=argparse.SUPPRESS)
     return p
 

@@ -83,11 +83,16 @@ class PretrainSection:
 
 @dataclass(frozen=True)
 class FinetuneSection:
-    """The ``finetune`` section: the recipe defaults and the named experiments (each names a pretraining)."""
+    """The ``finetune`` section: the recipe defaults and the named experiments (each names a pretraining).
+
+    ``per_dataset`` holds each dataset's recipe overrides, written as ``datasets.<name>.finetune``
+    (e.g. FERV39k's total batch); :func:`maedfer.settings.resolve.finetune_settings` applies them.
+    """
 
     defaults: dict[str, Any]
     experiments: dict[str, dict[str, Any]]
     resources: Resources = field(default_factory=Resources)
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,9 @@ class Params:
             mlflow=_build(MlflowSettings, data["mlflow"]),
             datasets=datasets,
             pretrain=_build(PretrainSection, data["pretrain"], resources=lambda d: _build(Resources, d)),
-            finetune=_build(FinetuneSection, data["finetune"], resources=lambda d: _build(Resources, d)),
+            finetune=_build(FinetuneSection, {**data["finetune"], "per_dataset": {
+                name: spec["finetune"] for name, spec in data["datasets"].items() if spec.get("finetune")}},
+                resources=lambda d: _build(Resources, d)),
             tables={name: TableSpec(datasets={d: _folds(f) for d, f in spec["datasets"].items()},
                                     rows=dict(spec["rows"]))
                     for name, spec in data["tables"].items()},

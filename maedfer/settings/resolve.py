@@ -46,13 +46,14 @@ def pretrain_settings(params: Params, pretraining: str) -> dict[str, Any]:
 def finetune_settings(params: Params, experiment: str, dataset: str) -> dict[str, Any]:
     """The settings of a fine-tuning experiment on a dataset.
 
-    ``finetune.defaults``, the model of the experiment's pretraining (``pretrain_X`` -> ``X``, its
+    ``finetune.defaults``, the dataset's recipe overrides (``datasets.<dataset>.finetune``, e.g.
+    FERV39k's total batch), the model of the experiment's pretraining (``pretrain_X`` -> ``X``, its
     constructor arguments less the pre-training-only ones), the experiment's overrides, and the
     dataset's temporal stride; ``init`` is the pretraining's name (None: from scratch).
     """
     exp = dict(params.finetune.experiments[experiment])
     pretraining = exp.pop("pretraining")
-    settings = copy.deepcopy(params.finetune.defaults)
+    settings = merge_settings(params.finetune.defaults, params.finetune.per_dataset.get(dataset, {}))
     if pretraining is not None:
         pre = pretrain_settings(params, pretraining)
         settings["arch"] = classifier_arch(pre["arch"])
@@ -61,6 +62,30 @@ def finetune_settings(params: Params, experiment: str, dataset: str) -> dict[str
     settings["stride"] = params.datasets[dataset].stride
     settings["init"] = pretraining
     return settings
+
+
+def recipe_problems(params: Params) -> list[str]:
+    """Where a ``total_batch`` is not a multiple of ``batch_size`` x the stage's ``resources.gpus`` (one line each).
+
+    The DAG starts one process per GPU; the engine refuses such a run at start-up, this finds it
+    when the params file is loaded.
+    """
+    problems = []
+
+    def check(settings: dict[str, Any], gpus: int, where: str) -> None:
+        total, batch = settings.get("total_batch"), settings.get("batch_size", 1)
+        if total is not None and total % (batch * max(gpus, 1)):
+            problems.append(f"{where}: total_batch {total} is not a multiple of batch_size {batch} x "
+                            f"{max(gpus, 1)} GPU(s) (resources.gpus); change total_batch, batch_size or gpus")
+
+    for name in params.pretrain.runs:
+        check(pretrain_settings(params, name), params.pretrain.resources.gpus, f"pretrain.runs.{name}")
+    for exp in params.finetune.experiments:
+        for ds, spec in params.datasets.items():
+            if spec.folds:
+                check(finetune_settings(params, exp, ds), params.finetune.resources.gpus,
+                      f"finetune.experiments.{exp} on datasets.{ds}")
+    return problems
 
 
 def resolve_config(cls: type[T], from_file: dict[str, Any] | None = None, explicit: dict[str, Any] | None = None) -> T:

@@ -1,8 +1,16 @@
 """Typed settings of the two training stages: the paper's recipe as defaults (ARCHITECTURE.md).
 
 ``PretrainConfig`` is the ``pretrain.defaults`` section of a params file (plus a run's overrides),
-``FinetuneConfig`` the ``finetune.defaults`` section (plus an experiment's overrides). Both are
-recorded in every checkpoint: a killed run resumes only with the same settings.
+``FinetuneConfig`` the ``finetune.defaults`` section (plus a dataset's ``datasets.<name>.finetune``
+and an experiment's overrides). Both are recorded in every checkpoint: a killed run resumes only
+with the same settings.
+
+Batch: ``batch_size`` is the micro-batch of one process. ``total_batch`` (the clips per update, on
+which the lr is scaled) fixes the recipe whatever the GPU count: the engine derives the micro-batches
+per update as ``total_batch / (batch_size x processes)`` (an error when it does not divide). Left
+``None``, the total batch is ``batch_size x accum_steps x processes`` (the behaviour before it
+existed). Precision: ``None`` is bf16 autocast on CUDA and fp32 elsewhere; ``"fp16"`` is float16
+autocast with a gradient scaler (the authors' runs), ``"bf16"`` / ``"fp32"`` force the others.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maedfer.constants import DEFAULT_STRIDE
+
+PRECISIONS = ("bf16", "fp16", "fp32")  # the `precision` values (None: bf16 on CUDA, fp32 on CPU)
 
 
 @dataclass
@@ -23,6 +33,7 @@ class PretrainConfig:
     warmup_epochs: int = 5
     batch_size: int = 32  # per process and micro-batch
     accum_steps: int = 1  # micro-batches per update: effective batch = batch_size x accum_steps x world size
+    total_batch: int | None = None  # clips per update; set: accum_steps = total_batch / (batch_size x world size)
     base_lr: float = 3e-4
     base_min_lr: float = 1e-5
     weight_decay: float = 0.05
@@ -38,6 +49,9 @@ class PretrainConfig:
     max_steps_per_epoch: int | None = None  # cap (tests, smoke runs)
     stop_after_steps: int | None = None  # end the run after this many updates (e.g. to test resume)
     compile: bool = False
+    schedule_epochs: int | None = None  # the cosine schedule's length (None: epochs); the run stops after `epochs`
+    precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
+    decay_region_tokens: bool = False  # weight decay on the encoder's region tokens too (the authors' pre-training)
 
 
 @dataclass
@@ -49,7 +63,9 @@ class FinetuneConfig:
     init: str | None = None  # maedfer pre-training model.pt, an official checkpoint, or None (from scratch)
     epochs: int = 100
     warmup_epochs: int = 5
-    batch_size: int = 32
+    batch_size: int = 32  # per process and micro-batch (Mixup/CutMix draw once per micro-batch)
+    accum_steps: int = 1  # micro-batches per update: total batch = batch_size x accum_steps x world size
+    total_batch: int | None = None  # clips per update; set: accum_steps = total_batch / (batch_size x world size)
     base_lr: float = 1e-3
     base_min_lr: float = 1e-6
     weight_decay: float = 0.05
@@ -67,3 +83,4 @@ class FinetuneConfig:
     auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
     crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
     reprob: float = 0.25  # random erasing probability (same box in every frame)
+    precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"

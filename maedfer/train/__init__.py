@@ -27,9 +27,10 @@ from maedfer.train.distributed import (
     seed_everything,
     unwrap_model,
 )
-from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
+from maedfer.train.engine import Engine, EpochStats, Hooks
 from maedfer.train.optim import build_optimizer, layer_scales, param_groups, scaled_lr
-from maedfer.train.policy import NonFiniteLossError, autocast, check_warmup
+from maedfer.train.policy import NonFiniteLossError, autocast, check_warmup, resolve_precision
+from maedfer.train.recipe import Recipe, UpdatePlan, plan_updates
 from maedfer.train.schedule import WarmupCosineSchedule, lr_at
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "NonFiniteLossError",
     "Recipe",
     "TrainingState",
+    "UpdatePlan",
     "WarmupCosineSchedule",
     "all_reduce_mean",
     "autocast",
@@ -61,6 +63,8 @@ __all__ = [
     "load_training_state",
     "lr_at",
     "param_groups",
+    "plan_updates",
+    "resolve_precision",
     "save_training_state",
     "scaled_lr",
     "seed_everything",

@@ -7,8 +7,13 @@ its model, its training loader, a step function (one micro-batch -> loss terms) 
 - set-up: the warm-up check (before anything else), torchrun's process group, seeds
   ``seed + rank``, the model on its device, wrapped in DDP (``find_unused_parameters`` when part
   of the model never reaches the loss) and optionally compiled;
-- AdamW over the model's parameter groups at lr x total batch / 256 (total batch = batch x
-  accumulation x processes), a per-update warm-up + cosine schedule;
+- batches, lr and schedule from :func:`maedfer.train.recipe.plan_updates`: the micro-batches per
+  update (``accum_steps``, or derived from ``total_batch`` for this process count), AdamW over the
+  model's parameter groups at lr x total batch / 256, a per-update warm-up + cosine schedule over
+  ``schedule_epochs`` (default: the run's epochs);
+- precision (:mod:`maedfer.train.policy`): ``engine.autocast()`` for the forward passes; under
+  fp16 a dynamic gradient scaler scales the backward passes, unscales before clipping, skips the
+  steps whose gradients overflow (counted) and is checkpointed with the rest;
 - one update: ``schedule.step()``, then ``accum_steps`` micro-batches, each ``loss / accum_steps``
   backward (DDP all-reduces on the last micro-batch only: ``no_sync`` on the others); the loss of
   the update is the mean of the micro-batch losses; then the non-finite policy of
@@ -34,8 +39,8 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,42 +51,15 @@ from tqdm import tqdm
 from maedfer.io_utils import write_json_atomic
 from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
 from maedfer.train.distributed import init_distributed, seed_everything
-from maedfer.train.optim import build_optimizer, scaled_lr
-from maedfer.train.policy import NonFiniteGuard, check_warmup
-from maedfer.train.schedule import WarmupCosineSchedule
+from maedfer.train.optim import build_optimizer
+from maedfer.train.policy import NonFiniteGuard, autocast, check_warmup, grad_scaler, resolve_precision
+from maedfer.train.recipe import Recipe, UpdatePlan, accumulation, check_schedule, plan_updates
+
+__all__ = ["Engine", "EpochStats", "Hooks", "Recipe", "StepFn", "UpdatePlan"]
 
 log = logging.getLogger(__name__)
 
 StepFn = Callable[[Any, int], dict[str, torch.Tensor]]  # (micro-batch, micro index) -> {"loss": scalar, ...}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The engine's settings: optimiser, schedule, accumulation, non-finite limit and checkpointing."""
-
-    epochs: int
-    warmup_epochs: int
-    batch_size: int  # per process and micro-batch
-    base_lr: float
-    base_min_lr: float
-    weight_decay: float
-    betas: tuple[float, float] = (0.9, 0.999)
-    layer_decay: float | None = None
-    accum_steps: int = 1
-    clip_grad: float | None = None
-    max_nonfinite: int = 20
-    max_steps_per_epoch: int | None = None
-    save_every_steps: int = 0
-    stop_after_steps: int | None = None
-    keep_last: int | None = 2
-    compile: bool = False
-    seed: int = 0
-
-    @classmethod
-    def of(cls, cfg: Any, **overrides: Any) -> Recipe:
-        """Build the recipe from a stage's settings: the fields both share, then ``overrides``."""
-        shared = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
-        return cls(**{**shared, **overrides})
 
 
 @dataclass
@@ -116,20 +94,32 @@ class Engine:
     build the loaders, ``engine.configure(len(loader))`` (optimiser, schedule, resume), then
     ``engine.fit(loader, step, hooks)``. A step function reads ``engine.global_step`` (the index
     of the update being computed) to derive its randomness, and runs its forward pass through
-    ``engine.forward`` inside :func:`maedfer.train.policy.autocast`.
+    ``engine.forward`` inside ``engine.autocast()``. ``engine.accum_steps`` and
+    ``engine.precision`` are known from construction on; ``engine.config`` is the run's settings
+    with ``precision`` resolved (what checkpoints and the model file record).
     """
 
     def __init__(self, recipe: Recipe, out_dir: str | Path, config: dict[str, Any], *, desc: str,
                  tracker: Any | None = None, resume: bool = True, log_steps: bool = False) -> None:
-        """Check the warm-up, join torchrun's process group (if any) and seed this process."""
+        """Check the warm-up and schedule, join torchrun's process group (if any), seed this process.
+
+        Also resolves the precision and the micro-batches per update (a ``total_batch`` that this
+        process count does not divide is a ValueError naming the key).
+        """
         check_warmup(recipe.warmup_epochs, recipe.epochs)
-        self.recipe, self.config, self.desc = recipe, config, desc
+        check_schedule(recipe.epochs, recipe.schedule_epochs)
+        self.recipe, self.desc = recipe, desc
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.tracker, self.resume, self.log_steps = tracker, resume, log_steps
         self.dist = init_distributed()
         seed_everything(recipe.seed, self.dist.rank)
         self.device = self.dist.device
+        self.accum_steps = accumulation(recipe.total_batch, recipe.batch_size, recipe.accum_steps,
+                                        self.dist.world_size)
+        self.precision = resolve_precision(recipe.precision, self.device)
+        self.config = {**config, "precision": self.precision} if "precision" in config else config
+        self.scaler = grad_scaler(self.precision, self.device)
         self.guard = NonFiniteGuard(recipe.max_nonfinite)
         self.epoch = self.start_step = self.global_step = 0
         self.history: list[dict[str, Any]] = []  # one record per finished epoch -> history.json
@@ -147,21 +137,28 @@ class Engine:
         self.forward = torch.compile(self.train_model) if self.recipe.compile else self.train_model
         return self.model
 
-    def configure(self, batches_per_epoch: int) -> dict[str, Any]:
-        """Build AdamW and the schedule, then resume or restart; returns the resumed checkpoint's ``extra``."""
+    def autocast(self) -> torch.autocast:
+        """The autocast context of this run's forward passes (its resolved precision)."""
+        return autocast(self.device, self.precision)
+
+    def configure(self, batches_per_epoch: int, *, num_samples: int | None = None,
+                  decay_names: Collection[str] = ()) -> dict[str, Any]:
+        """Build AdamW and the schedule, then resume or restart; returns the resumed checkpoint's ``extra``.
+
+        ``num_samples`` (the training set's size) caps the updates per epoch at ``num_samples //
+        total_batch``; ``decay_names`` are ``no_weight_decay()`` names decayed anyway
+        (:func:`maedfer.train.optim.param_groups`).
+        """
         r = self.recipe
-        self.steps_per_epoch = batches_per_epoch // r.accum_steps
-        if r.max_steps_per_epoch:
-            self.steps_per_epoch = min(self.steps_per_epoch, r.max_steps_per_epoch)
-        self.total_batch = r.batch_size * r.accum_steps * self.dist.world_size
-        self.lr, min_lr = scaled_lr(r.base_lr, self.total_batch), scaled_lr(r.base_min_lr, self.total_batch)
-        self.optimizer = build_optimizer(self.model, self.lr, r.weight_decay, betas=r.betas, layer_decay=r.layer_decay)
-        self.schedule = WarmupCosineSchedule.from_epochs(self.optimizer, self.lr, min_lr, r.epochs,
-                                                         self.steps_per_epoch, r.warmup_epochs)
+        self.plan = plan_updates(r, self.dist.world_size, batches_per_epoch, num_samples)
+        self.steps_per_epoch, self.total_batch, self.lr = self.plan.steps_per_epoch, self.plan.total_batch, self.plan.lr
+        self.optimizer = build_optimizer(self.model, self.lr, r.weight_decay, betas=r.betas, layer_decay=r.layer_decay,
+                                         decay_names=decay_names)
+        self.schedule = self.plan.schedule(self.optimizer)
         if not self.resume or (path := resume_or_restart(self.ckpt_dir, self.config)) is None:
             return {}
         state = load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
-                                    map_location=self.device)
+                                    scaler=self.scaler, map_location=self.device)
         self.epoch, self.start_step, self.global_step = state.epoch, state.step_in_epoch, state.global_step
         self.history = list(state.extra.get("history", []))
         log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.start_step)
@@ -169,34 +166,51 @@ class Engine:
 
     def update(self, batches: Iterator[Any], step: StepFn) -> tuple[float, float, dict[str, torch.Tensor]]:
         """Run one optimiser update over ``accum_steps`` micro-batches -> (loss, lr, last micro-batch's terms)."""
-        r = self.recipe
+        r, accum = self.recipe, self.accum_steps
         lr = self.schedule.step()
         losses = []
-        for micro in range(r.accum_steps):
+        for micro in range(accum):
             batch = next(batches)
             # DDP: all-reduce the gradients once per update, on the last micro-batch only
-            last = micro == r.accum_steps - 1
+            last = micro == accum - 1
             sync = self.train_model.no_sync() if self.dist.distributed and not last else contextlib.nullcontext()
             with sync:
                 out = step(batch, micro)
                 losses.append(out["loss"].detach())
-                (out["loss"] / r.accum_steps).backward()
+                part = out["loss"] / accum
+                (self.scaler.scale(part) if self.scaler is not None else part).backward()
         loss = torch.stack(losses).mean()
         if self.guard.check(loss, self.global_step):
-            if r.clip_grad:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
-            self.optimizer.step()
+            if self.scaler is None:
+                if r.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), r.clip_grad)
+                self.optimizer.step()
+            else:
+                self._scaled_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.global_step += 1
         value = float(loss)
         self.losses.append(value)
         return value, lr, out
 
+    def _scaled_step(self) -> None:
+        """fp16: unscale (before clipping), step unless the gradients overflowed, update the scale."""
+        if self.recipe.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.clip_grad)
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() < scale:  # the scaler found inf/NaN gradients: no step, scale lowered
+            self.guard.overflow(self.global_step)
+        else:
+            self.guard.applied()
+
     def save(self, epoch: int, step_in_epoch: int) -> None:
         """Checkpoint the position to resume from (every rank: a collective under DDP)."""
         extra = {"history": self.history, **(self.hooks.state() if self.hooks and self.hooks.state else {})}
         save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
-                            epoch=epoch, step_in_epoch=step_in_epoch, global_step=self.global_step,
+                            scaler=self.scaler, epoch=epoch, step_in_epoch=step_in_epoch, global_step=self.global_step,
                             config=self.config, keep_last=self.recipe.keep_last, extra=extra)
 
     def _track(self, stats: EpochStats, value: float, lr: float, out: dict[str, torch.Tensor]) -> None:
@@ -217,7 +231,7 @@ class Engine:
             self.model.train()
             batches = iter(loader)
             if self.start_step:  # same sampler order: skip the micro-batches already consumed
-                batches = itertools.islice(batches, self.start_step * r.accum_steps, None)
+                batches = itertools.islice(batches, self.start_step * self.accum_steps, None)
             stats = EpochStats(self.epoch, time.perf_counter())
             bar = tqdm(range(self.start_step, self.steps_per_epoch), desc=f"{self.desc} epoch {self.epoch}",
                        disable=not self.dist.is_main, leave=False)

@@ -7,7 +7,10 @@ epoch on one view; at the end the 2-clip test of the last epoch (softmax average
 and last 16-frame windows) is the reported number (``test_best``: also the best-validation
 epoch's). Outputs in ``out_dir``: ``model.pt``, ``predictions.csv``, ``metrics.json``,
 ``confusion.png``, ``history.json`` and ``checkpoints/`` (full state; a restarted run resumes).
-Autocast, non-finite losses, checkpoints and resume are :class:`maedfer.train.engine.Engine`'s.
+Precision, accumulation (or a ``total_batch``), non-finite losses, checkpoints and resume are
+:class:`maedfer.train.engine.Engine`'s. Mixup/CutMix draw once per micro-batch (``batch_size``
+clips), as the authors' runs draw once per GPU batch: with a ``total_batch`` of 96 and micro-batches
+of 32, one GPU with 3 micro-batches per update and three GPUs mix the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +36,6 @@ from maedfer.settings import FinetuneConfig
 from maedfer.train.distributed import barrier
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
 from maedfer.train.outputs import predict, write_outputs
-from maedfer.train.policy import autocast
 from maedfer.train.transfer import load_pretrained_encoder
 
 __all__ = ["finetune", "load_pretrained_encoder"]
@@ -46,7 +48,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     """Fine-tune (or continue) on ``fold`` of an index, run the 2-clip test; returns metrics and history."""
     out_dir = Path(out_dir)
     config = asdict(cfg)
-    # no accumulation and the engine's default non-finite limit: FinetuneConfig has neither setting
+    # the engine's default non-finite limit: FinetuneConfig has no such setting
     engine = Engine(Recipe.of(cfg, betas=(0.9, 0.999)), out_dir, config, desc=f"finetune fold {fold}",
                     tracker=tracker, resume=resume)
     device, is_main = engine.device, engine.dist.is_main
@@ -81,16 +83,18 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     criterion = SoftTargetCrossEntropy()
     best: dict[str, float] = {"epoch": 0, "val/uar": -1.0}  # best-validation epoch (test_best)
     best_path = engine.ckpt_dir / "best-model.pt"
-    best.update(engine.configure(len(train_loader)).get("best", {}))
+    best.update(engine.configure(len(train_loader), num_samples=len(train_set)).get("best", {}))
 
     def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], micro: int) -> dict[str, torch.Tensor]:
         video, label, _ = batch
         video, label = video.to(device, non_blocking=True), label.to(device)  # (B, 3, T, H, W), (B,)
         if mixup is not None:
-            video, target = mixup(video, label, rng=derive_rng(cfg.seed, engine.global_step, engine.dist.rank))
+            # one draw per micro-batch; micro 0 keeps the (seed, update, rank) stream of runs without accumulation
+            rng = derive_rng(cfg.seed, engine.global_step, engine.dist.rank, micro)
+            video, target = mixup(video, label, rng=rng)
         else:  # label smoothing on its own (timm's LabelSmoothingCrossEntropy)
             target = torch.nn.functional.one_hot(label, n).float() * (1 - cfg.label_smoothing) + cfg.label_smoothing / n
-        with autocast(device):
+        with engine.autocast():
             logits = engine.forward(video)  # (B, classes)
         return {"loss": criterion(logits.float(), target)}
 
@@ -114,7 +118,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         result, metrics = predict(model, test_loader, device), {}
         if is_main:
             metrics = write_outputs(out_dir, "", test_set, class_names, result)
-            save_model(out_dir / "model.pt", model, class_names=class_names, extra={"finetune_config": config,
+            save_model(out_dir / "model.pt", model, class_names=class_names, extra={"finetune_config": engine.config,
                                                                                    "fold": fold})
             if tracker is not None:
                 tracker.log_metrics({"test/uar": metrics["uar"], "test/war": metrics["war"]}, step=engine.epoch)

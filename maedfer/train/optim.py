@@ -7,12 +7,15 @@ ids, ``depth + 2``. A parameter in layer ``l`` trains at ``lr * decay ** (num_la
 with depth 16 and decay 0.75 the patch embedding gets ``0.75 ** 17`` and the head ``1.0``
 (VideoMAE's ``decay ** (depth + 1 - l)``). Every group carries ``lr_scale``, which
 :class:`maedfer.train.schedule.WarmupCosineSchedule` multiplies into the scheduled lr.
+``decay_names`` takes names out of ``no_weight_decay()``: the authors' pre-training decays the
+encoder's region tokens (their skip list holds the unprefixed name), which
+``PretrainConfig.decay_region_tokens`` reproduces.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import torch
 from torch import nn
@@ -40,15 +43,18 @@ def exempt_from_decay(name: str, param: torch.Tensor, skip: Iterable[str]) -> bo
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, layer_decay: float | None = None, num_layers: int | None = None
+    model: nn.Module, weight_decay: float, layer_decay: float | None = None, num_layers: int | None = None,
+    decay_names: Collection[str] = (),
 ) -> list[dict]:
     """Parameter groups keyed by (layer id, decay or not); frozen parameters are left out.
 
     Each group: ``params``, ``param_names``, ``weight_decay``, ``lr_scale``, ``layer_id``
-    (``None`` without layer decay), ``group_name``.
+    (``None`` without layer decay), ``group_name``. Names in ``decay_names`` are decayed even when
+    ``no_weight_decay()`` lists them (rank <= 1 parameters and biases stay exempt).
     """
     model = unwrap_model(model)
     skip = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    skip -= set(decay_names)
     unknown = skip - {n for n, _ in model.named_parameters()}
     if unknown:
         logger.debug("no_weight_decay names that are not parameters (ignored): %s", sorted(unknown))
@@ -101,13 +107,15 @@ def build_optimizer(
     eps: float = 1e-8,
     num_layers: int | None = None,
     fused: bool | None = None,
+    decay_names: Collection[str] = (),
 ) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; each group starts at ``lr * lr_scale`` (the schedule rewrites it).
 
     Authors' settings: fine-tuning betas (0.9, 0.999), wd 0.05, layer_decay 0.75; pre-training
     betas (0.9, 0.95), wd 0.05, no layer decay. ``fused`` is passed to AdamW (``None``: torch's default).
     """
-    groups = param_groups(model, weight_decay, layer_decay=layer_decay, num_layers=num_layers)
+    groups = param_groups(model, weight_decay, layer_decay=layer_decay, num_layers=num_layers,
+                          decay_names=decay_names)
     if not groups:
         raise ValueError(f"{type(unwrap_model(model)).__name__} has no trainable parameters")
     for g in groups:

@@ -2,8 +2,11 @@
 
 The paper's recipe is the default (ARCHITECTURE.md): AdamW (0.9, 0.95), weight decay 0.05,
 lr 3e-4 x total batch / 256 with per-step warm-up then cosine to 1e-5 x batch / 256, mask
-ratio 0.9, lambda 0.5, 16 frames at stride 4. Autocast, non-finite losses, accumulation,
-checkpoints and resume are :class:`maedfer.train.engine.Engine`'s.
+ratio 0.9, lambda 0.5, 16 frames at stride 4. Precision, non-finite losses, accumulation (or a
+``total_batch``), the schedule (``schedule_epochs``: a run may stop part-way down a longer cosine,
+and still writes its model and is marked finished), checkpoints and resume are
+:class:`maedfer.train.engine.Engine`'s. ``decay_region_tokens`` decays the encoder's region tokens
+as the authors' pre-training does.
 
 Determinism: the mask of update ``g`` (micro-batch ``k``) is drawn from a generator seeded by
 (seed, g, k, rank), data randomness from (seed, epoch, clip), and a checkpoint holds the full
@@ -23,7 +26,6 @@ from maedfer.data.datasets import PretrainDataset, make_loader
 from maedfer.models import create_model, save_model
 from maedfer.settings import PretrainConfig
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
-from maedfer.train.policy import autocast
 
 
 def _mask_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -49,7 +51,9 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     """Run (or continue) pre-training and return a summary.
 
     Writes ``out_dir/checkpoints/``, ``history.json`` (one record per epoch), ``previews/`` and,
-    at the end, ``out_dir/model.pt`` (the whole pre-training model, maedfer format).
+    at the end, ``out_dir/model.pt`` (the whole pre-training model, maedfer format, with the
+    settings and the precision used). ``stop_after_steps`` stops like a killed run: no model file,
+    the next call resumes.
     """
     out_dir = Path(out_dir)
     config = asdict(cfg)
@@ -62,16 +66,18 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
                          drop_last=True, num_replicas=engine.dist.world_size, rank=rank,
                          pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
-    if len(loader) < cfg.accum_steps:
+    if len(loader) < engine.accum_steps:
         raise ValueError(f"{index_path}: {len(dataset)} clips give {len(loader)} batches of {cfg.batch_size} "
-                         f"per process, fewer than accum_steps={cfg.accum_steps}; lower batch_size or accum_steps")
-    engine.configure(len(loader))
+                         f"per process, fewer than accum_steps={engine.accum_steps}; lower batch_size or accum_steps")
+    # the authors' optimiser decays the encoder's no-weight-decay parameters (region tokens) in pre-training
+    decay = {f"encoder.{n}" for n in model.encoder.no_weight_decay()} if cfg.decay_region_tokens else set()
+    engine.configure(len(loader), num_samples=len(dataset), decay_names=decay)
 
     def step(video: torch.Tensor, micro: int) -> dict[str, torch.Tensor]:
         video = video.to(device, non_blocking=True)  # (B, 3, T, H, W)
         mask = model.sample_mask(video.shape[0], generator=_mask_generator(cfg.seed, engine.global_step, micro, rank),
                                  device=device)
-        with autocast(device):
+        with engine.autocast():
             pred = engine.forward(video, mask)
         return model.loss(video, pred, mask)  # {"loss", "loss_appearance", "loss_motion"}
 
@@ -90,10 +96,12 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     def train_end() -> dict[str, Any]:
         if engine.dist.is_main:
             save_model(out_dir / "model.pt", model,
-                       extra={"pretrain_config": config, "global_step": engine.global_step})
+                       extra={"pretrain_config": engine.config, "global_step": engine.global_step})
         losses = engine.losses
         return {"global_step": engine.global_step, "losses": losses, "skipped_steps": engine.guard.skipped,
-                "lr": engine.lr, "total_batch": engine.total_batch, "final_loss": losses[-1] if losses else math.nan}
+                "lr": engine.lr, "total_batch": engine.total_batch, "final_loss": losses[-1] if losses else math.nan,
+                "accum_steps": engine.accum_steps, "precision": engine.precision,
+                "amp_skipped_steps": engine.guard.overflows}
 
     summary = engine.fit(loader, step, Hooks(epoch_end=epoch_end, after_checkpoint=preview, train_end=train_end))
     if summary is None:  # stop_after_steps

@@ -30,6 +30,7 @@ RESOURCES = _obj({"gpus": _NONNEG_INT, "cpus": _POS_INT, "mem_mb": _POS_INT, "ru
                  required=("gpus",))
 
 ARCH_KWARGS = {"type": "object"}  # checked against the model factory when the stage builds the model
+PRECISION = {"enum": ["bf16", "fp16", "fp32", None]}  # null: bf16 on CUDA, fp32 on CPU
 
 PRETRAIN_SETTINGS = {
     "arch": _STR,
@@ -38,6 +39,10 @@ PRETRAIN_SETTINGS = {
     "warmup_epochs": _NONNEG_INT,
     "batch_size": _POS_INT,
     "accum_steps": _POS_INT,
+    "total_batch": {"type": ["integer", "null"], "minimum": 1},
+    "schedule_epochs": {"type": ["integer", "null"], "minimum": 1},
+    "precision": PRECISION,
+    "decay_region_tokens": _BOOL,
     "base_lr": _NUM,
     "base_min_lr": _NUM,
     "weight_decay": _NUM,
@@ -57,6 +62,9 @@ FINETUNE_SETTINGS = {
     "epochs": _POS_INT,
     "warmup_epochs": _NONNEG_INT,
     "batch_size": _POS_INT,
+    "accum_steps": _POS_INT,
+    "total_batch": {"type": ["integer", "null"], "minimum": 1},
+    "precision": PRECISION,
     "base_lr": _NUM,
     "base_min_lr": _NUM,
     "weight_decay": _NUM,
@@ -91,6 +99,7 @@ SCHEMA: dict[str, Any] = _obj(
                 "ingest": _obj({"size": _POS_INT, "workers": _NONNEG_INT, "use_raw_videos": _BOOL,
                                 "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 100},
                                 "shard_mb": _NUM, "margin": _NUM, "device": {"type": ["string", "null"]}}),
+                "finetune": _obj(FINETUNE_SETTINGS),  # this dataset's recipe overrides (FERV39k's batch)
             },
             required=("adapter", "root"),
         )),
