@@ -14,6 +14,8 @@
 #
 # Targets: demo, reproduce_table2 ... reproduce_table14, reproduce_fig3, reproduce_fig4, reproduce_fig5,
 # reproduce_all; or any output file (runs/paper/finetune/mae_dfer/dfew/fold1/metrics.json).
+# The authors' released fine-tuned checkpoints, evaluated fold by fold beside their numbers (no training):
+# evaluate_released_dfew, evaluate_released_ferv39k, evaluate_released_mafw, reproduce_released.
 
 
 include: "workflow/rules/common.smk"
@@ -22,7 +24,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/results.smk"
+include: "workflow/rules/released.smk"
 
 
 onstart:
-    stop_on_missing_datasets()  # a raw dataset folder a job needs is absent: stop before any job starts
+    stop_on_missing_datasets()  # a dataset folder or checkpoint a job needs is absent: stop before any job starts

@@ -14,6 +14,13 @@
 --params FILE  the profile name and MLflow settings (mlflow.experiment, mlflow.tracking) where the flags
     and the spec leave them out.
 
+    python -m pipeline.aggregate --released dfew --out results/paper/released/dfew \
+        --fold-run 1:runs/paper/evaluate_released/dfew/fold1 ... --fold-run 5:...
+
+--released DATASET  instead of a paper table: our evaluations of the authors' released fine-tuned checkpoints
+    (--fold-run K:FOLDER, one per fold) beside the authors' numbers for them and the paper's; writes
+    released_<DATASET>.md/.csv and metrics.json (maedfer.results.released). Logs nothing to MLflow.
+
 Writes to --out: <table>.md/.csv/.tex, <table>_per_class.md/.csv/.tex (Tables 5-7 and 12-14: per-class),
 metrics.json (DVC metrics) and confusion/<row>-<dataset>.csv (DVC confusion plots, columns actual,predicted).
 Logs one MLflow parent run per (table, profile) with one child run per fold (see maedfer/tracking/).
@@ -41,7 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--row", action="append", default=[], metavar="KEY[=PAPER_KEY]:DATASET:FOLD[,FOLD...]")
     p.add_argument("--spec", help="JSON spec with table, profile, experiment and rows")
     p.add_argument("--profile", default=None, help="run profile named in captions and MLflow tags (default: full)")
+    p.add_argument("--released", metavar="DATASET", help="tabulate evaluations of the authors' released checkpoints")
+    p.add_argument("--fold-run", action="append", default=[], metavar="K:FOLDER",
+                   help="with --released: fold K's evaluation folder (metrics.json + predictions.csv); repeatable")
     return p
+
+
+def run_released(args: argparse.Namespace) -> int:
+    """Tabulate the released checkpoints' fold evaluations (``--released``); prints a JSON summary."""
+    from maedfer.results.collect import ResultsInputError
+    from maedfer.results.released import write_released_table
+
+    load_params(args)
+    if args.table or args.row or args.spec:
+        raise ResultsInputError("--released tabulates released checkpoints; it takes --fold-run, not --table/--row/"
+                                "--spec")
+    runs = {}
+    for text in args.fold_run:
+        k, sep, folder = text.partition(":")
+        if not sep or not k.isdigit() or not folder:
+            raise ResultsInputError(f"--fold-run {text!r}: expected K:FOLDER, e.g. 1:runs/paper/evaluate_released/"
+                                    "dfew/fold1")
+        runs[int(k)] = folder
+    paths = write_released_table(args.released, runs, args.out)
+    print(json.dumps({"released": args.released, "folds": sorted(runs), "outputs": [str(p) for p in paths]}))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from maedfer.results.aggregate import aggregate_table, load_spec, parse_row_arg
     from maedfer.results.collect import ResultsInputError
 
+    if args.released:
+        return run_released(args)
+    if args.fold_run:
+        raise ResultsInputError("--fold-run goes with --released DATASET")
     params = load_params(args)
     spec = load_spec(args.spec) if args.spec else {"rows": []}
     rows = list(spec["rows"]) + [parse_row_arg(r) for r in args.row]

@@ -61,7 +61,9 @@ def _stage(cmd: str, inputs: list[str], outputs: list[str], params_keys: list[st
     if params_keys:
         stage["params"] = [{params_file: list(params_keys)}]
     special = set(job.metrics) | set(job.plots)
-    outs = [{o: {"cache": False}} for o in outputs if o not in special]
+    # a download keeps its file when DVC re-runs the stage (the stage verifies it instead of fetching it again)
+    keep = {"cache": False, "persist": True} if job.stage == "download" else {"cache": False}
+    outs = [{o: dict(keep)} for o in outputs if o not in special]
     if outs:
         stage["outs"] = outs
     if job.metrics:

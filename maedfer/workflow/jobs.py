@@ -16,6 +16,15 @@ from typing import Any
 
 from maedfer.workflow.profile import Profile, settings_json
 
+PYTHON = "python"  # the stage modules run with the environment's python (README: activate .venv first)
+
+
+def stage_cmd(stage: str, gpus: int) -> list[str]:
+    """``python -m pipeline.<stage>``, or under ``torchrun`` with one process per GPU when ``gpus > 1``."""
+    if gpus > 1:  # one process per GPU; DDP inside the stage (maedfer.train.distributed)
+        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", f"pipeline.{stage}"]
+    return [PYTHON, "-m", f"pipeline.{stage}"]
+
 
 @dataclass(frozen=True)
 class Template:
@@ -54,6 +63,7 @@ class Job:
     settings: dict[str, Any] = field(default_factory=dict)  # resolved settings (Snakemake `params:`)
     resources: dict[str, Any] = field(default_factory=lambda: {"gpus": 0})
     raw_root: str | None = None  # ingest: the dataset folder the user provides (checked before a run)
+    provided: dict[str, str] = field(default_factory=dict)  # input files the user provides -> how to get one
     metrics: list[str] = field(default_factory=list)  # DVC metrics among the outputs
     plots: list[str] = field(default_factory=list)  # DVC confusion plots among the outputs
     template: Template | None = None  # the group this job belongs to (DVC foreach), filled with `item`
@@ -101,7 +111,9 @@ class Plan:
             threads = max(1, int(job.resources.get("cpus", 1)) // procs)
             env = ("env", f"OMP_NUM_THREADS={threads}")
             job.cmd = [*env, *job.cmd]
-            code = _code_file(job.cmd)
+            # A download's code is not an input: a re-run would delete and fetch gigabytes again; the file is
+            # checked by its sha256 instead.
+            code = _code_file(job.cmd) if job.stage != "download" else None
             if code is not None:  # the stage's code: editing it re-runs the stage (Snakemake and DVC)
                 job.inputs.append(code)
             if job.template is not None:
@@ -135,6 +147,16 @@ class Plan:
         for f in files:
             visit(f)
         return list(seen.values())
+
+    def missing_provided(self, files: list[str]) -> list[str]:
+        """One line per input file that the user provides (a released checkpoint) and that is absent."""
+        return sorted({message for job in self.closure(files) for path, message in job.provided.items()
+                       if not Path(path).exists()})
+
+    def provided_inputs(self) -> set[str]:
+        """Every input from outside the DAG that the user provides: raw dataset folders and checkpoint files."""
+        return ({j.raw_root for j in self.jobs.values() if j.raw_root}
+                | {path for j in self.jobs.values() for path in j.provided})
 
     def missing_roots(self, files: list[str]) -> list[tuple[str, str]]:
         """(dataset, root) of every raw dataset folder that the jobs making ``files`` need and that is absent."""

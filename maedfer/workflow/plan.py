@@ -25,19 +25,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from maedfer.workflow.jobs import Job, Plan, Template
+from maedfer.workflow import released
+from maedfer.workflow.jobs import PYTHON, Job, Plan, Template
+from maedfer.workflow.jobs import stage_cmd as _stage_cmd
 from maedfer.workflow.profile import PER_CLASS_TABLES, Profile, load_profile
 
-__all__ = ["PAPER_TABLE_CLASSES", "Job", "Plan", "Template", "build_plan", "missing_root_message"]
+__all__ = ["PAPER_TABLE_CLASSES", "PYTHON", "Job", "Plan", "Template", "build_plan", "missing_root_message"]
 
-PYTHON = "python"  # the stage modules run with the environment's python (README: activate .venv first)
 PAPER_TABLE_CLASSES = ("table5", "table6", "table7")  # have a per-class companion (Tables 12-14)
-
-
-def _stage_cmd(stage: str, gpus: int) -> list[str]:
-    if gpus > 1:  # one process per GPU; DDP inside the stage (maedfer.train.distributed)
-        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", f"pipeline.{stage}"]
-    return [PYTHON, "-m", f"pipeline.{stage}"]
 
 
 def _templated(name: str, stage: str, template: Template, item: dict[str, Any], wildcards: dict[str, str],
@@ -115,9 +110,19 @@ class _Builder:
         index = self.ingest(dataset).outputs[0]
         out = self.p.finetune_dir("{experiment}", "{dataset}", "{fold}")
         item: dict[str, Any] = {"experiment": experiment, "dataset": dataset, "fold": fold}
-        inputs, init = [self.p.index_path("{dataset}")], []
+        inputs, init, provided = [self.p.index_path("{dataset}")], [], {}
         keys = ["finetune.defaults", "finetune.experiments.{experiment}", "datasets.{dataset}"]
-        if settings["init"] is not None:
+        group = "finetune"
+        if settings["init"] is not None and (spec := self.p.released_encoder(settings["init"])) is not None:
+            # a released encoder: its file (provided by the user, or downloaded) instead of a pre-training run
+            item.update(pretraining=settings["init"], init=spec["path"])
+            provided = released.checkpoint_file(self, spec, f"pretrain.runs.{settings['init']}.checkpoint",
+                                                f"download_{settings['init']}")
+            inputs.append("{init}")
+            init = ["--init", "{init}"]
+            keys += ["pretrain.defaults", "pretrain.runs.{pretraining}"]
+            group = "finetune_released"
+        elif settings["init"] is not None:
             item["pretraining"] = settings["init"]
             pre = self.pretrain(settings["init"])
             init_file = f"{self.p.pretrain_dir('{pretraining}')}/model.pt"
@@ -126,7 +131,7 @@ class _Builder:
             init = ["--init", init_file]
             keys += ["pretrain.defaults", "pretrain.runs.{pretraining}"]
         template = Template(
-            group="finetune" if init else "finetune_scratch", key="{experiment}-{dataset}-fold{fold}",
+            group=group if init else "finetune_scratch", key="{experiment}-{dataset}-fold{fold}",
             cmd=(*_stage_cmd("finetune", resources.get("gpus", 0)), "--params", self.plan.params_file,
                  "--experiment", "{experiment}", "--dataset", "{dataset}", "--fold", "{fold}", "--index", inputs[0],
                  *init, "--out", out, "--group", f"{self.p.name}/{{experiment}}/{{dataset}}", *self._mlflow_args()),
@@ -136,7 +141,7 @@ class _Builder:
         return self.plan.add(_templated(
             f"finetune_{experiment}_{dataset}_fold{fold}", "finetune", template, item,
             {"runs": self.runs, "experiment": experiment, "dataset": dataset, "fold": str(fold)},
-            settings=settings, resources=resources,
+            settings=settings, resources=resources, provided=provided,
         ))
 
     def aggregate(self, table: str) -> Job:
@@ -242,6 +247,11 @@ class _Builder:
             targets["reproduce_fig5"] = [o for j in f5 for o in j.outputs]
             every += targets["reproduce_fig5"]
         targets["reproduce_all"] = every
+        evaluated = [released.evaluate_released(self, ds) for ds in self.p.released_finetuned]
+        for job in evaluated:
+            targets[f"evaluate_released_{job.wildcards['dataset']}"] = job.outputs
+        if evaluated:
+            targets["reproduce_released"] = [o for job in evaluated for o in job.outputs]
         return self.plan
 
 

@@ -23,6 +23,7 @@ from maedfer.settings.arch_names import PRETRAIN_PREFIX, is_pretrain_arch
 from maedfer.settings.params import Params
 from maedfer.workflow.schema import SCHEMA
 
+RELEASED_ENTRY_KEYS = frozenset({"checkpoint", "arch", "arch_kwargs"})  # a released pretraining entry's keys
 PER_CLASS_TABLES = {"table12": "table5", "table13": "table6", "table14": "table7"}  # made with 5-7
 
 
@@ -121,8 +122,39 @@ class Profile:
 
     # -- resolved settings ------------------------------------------------------------------------
     def pretrain_settings(self, pretraining: str) -> dict[str, Any]:
-        """pretrain.defaults updated by the named run (its ``arch_kwargs`` merge into the defaults')."""
-        return _resolve.pretrain_settings(self.params, pretraining)
+        """pretrain.defaults updated by the named run (its ``arch_kwargs`` merge into the defaults').
+
+        A released entry's ``checkpoint`` is left out (see :meth:`released_encoder`): its settings say
+        which model the file holds, so that the fine-tuning model follows it.
+        """
+        settings = _resolve.pretrain_settings(self.params, pretraining)
+        settings.pop("checkpoint", None)
+        return settings
+
+    # -- released checkpoints -------------------------------------------------------------------------
+    def released_encoder(self, pretraining: str) -> dict[str, Any] | None:
+        """The ``checkpoint`` of a released pretraining entry (None: a pre-training run), ``path`` filled in.
+
+        A URL without a ``path`` downloads to ``<paths.runs>/released/<pretraining>.pth``.
+        """
+        spec = self.params.pretrain.runs[pretraining].get("checkpoint")
+        if spec is None:
+            return None
+        return {**spec, "path": spec.get("path") or self._p("runs", "released", f"{pretraining}.pth")}
+
+    @property
+    def released_finetuned(self) -> dict[str, dict[str, Any]]:
+        """``released.finetuned``: dataset -> {folds: {k (int): checkpoint, path filled in}, where, model}.
+
+        A URL without a ``path`` downloads to ``<paths.runs>/released/<dataset>/fold<k>.pth``.
+        """
+        out = {}
+        for ds, spec in self.data.get("released", {}).get("finetuned", {}).items():
+            folds = {int(k.removeprefix("fold")): {**f, "path": f.get("path") or self._p("runs", "released", ds,
+                                                                                               f"{k}.pth")}
+                     for k, f in spec["folds"].items()}
+            out[ds] = {**spec, "folds": dict(sorted(folds.items()))}
+        return out
 
     def finetune_settings(self, experiment: str, dataset: str) -> dict[str, Any]:
         """Resolve an experiment on a dataset (see :func:`maedfer.settings.resolve.finetune_settings`).
@@ -160,6 +192,10 @@ def _check_references(p: Profile) -> list[str]:
         arch = run.get("arch", data["pretrain"]["defaults"]["arch"])
         if not is_pretrain_arch(arch):
             errors.append(f"pretrain.runs.{name}.arch: {arch!r} is not a pre-training model ({PRETRAIN_PREFIX}...)")
+        if "checkpoint" in run and (extra := sorted(set(run) - RELEASED_ENTRY_KEYS)):
+            errors.append(f"pretrain.runs.{name}: a released checkpoint takes only "
+                          f"{', '.join(sorted(RELEASED_ENTRY_KEYS))}, not {', '.join(extra)} (it is not trained)")
+    errors += _check_released_finetuned(p)
     experiments = data["finetune"]["experiments"]
     for name, exp in experiments.items():
         if exp["pretraining"] is not None and exp["pretraining"] not in runs:
@@ -179,12 +215,27 @@ def _check_references(p: Profile) -> list[str]:
     figs = p.figures
     if "fig4" in figs and figs["fig4"]["pretraining"] not in runs:
         errors.append(f"figures.fig4.pretraining: {figs['fig4']['pretraining']!r} is not in pretrain.runs")
+    elif "fig4" in figs and "checkpoint" in runs[figs["fig4"]["pretraining"]]:
+        errors.append(f"figures.fig4.pretraining: {figs['fig4']['pretraining']!r} is a released checkpoint; "
+                      "Fig. 4 draws a pre-training run of this project")
     if "fig5" in figs:
         f5 = figs["fig5"]
         if f5["experiment"] not in experiments:
             errors.append(f"figures.fig5.experiment: {f5['experiment']!r} is not in finetune.experiments")
         if f5["dataset"] not in datasets or f5["fold"] not in p.folds(f5["dataset"]):
             errors.append(f"figures.fig5: fold {f5['fold']} of {f5['dataset']!r} is not in datasets")
+    return errors
+
+
+def _check_released_finetuned(p: Profile) -> list[str]:
+    errors = []
+    for ds, spec in p.data.get("released", {}).get("finetuned", {}).items():
+        if ds not in p.datasets:
+            errors.append(f"released.finetuned.{ds}: not in datasets")
+            continue
+        for k in spec["folds"]:
+            if int(k.removeprefix("fold")) not in p.folds(ds):
+                errors.append(f"released.finetuned.{ds}.folds.{k}: not one of datasets.{ds}.folds {p.folds(ds)}")
     return errors
 
 

@@ -82,6 +82,15 @@ FINETUNE_SETTINGS = {
     "reprob": _NUM,
 }
 
+_SHA256 = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}
+# A released checkpoint: a file the user provides (`path`), or one downloaded from `url` (to `path`, or to
+# <paths.runs>/released/); `sha256` pins it (without one, the first download's is recorded and checked after);
+# `where` tells a user where to get it by hand (named when the file is missing).
+CHECKPOINT_FILE = {
+    **_obj({"path": _STR, "url": {"type": "string", "pattern": "^https?://"}, "sha256": _SHA256, "where": _STR}),
+    "anyOf": [{"required": ["path"]}, {"required": ["url"]}],
+}
+
 FOLDS = {"oneOf": [{"const": "all"}, {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True}]}
 
 SCHEMA: dict[str, Any] = _obj(
@@ -108,7 +117,7 @@ SCHEMA: dict[str, Any] = _obj(
                 "dataset": _NAME,
                 "defaults": _obj(PRETRAIN_SETTINGS, required=("arch", "epochs", "batch_size")),
                 "resources": RESOURCES,
-                "runs": _named(_obj(PRETRAIN_SETTINGS)),
+                "runs": _named(_obj({**PRETRAIN_SETTINGS, "checkpoint": CHECKPOINT_FILE})),  # or a released one
             },
             required=("dataset", "defaults", "runs"),
         ),
@@ -125,6 +134,16 @@ SCHEMA: dict[str, Any] = _obj(
             {"datasets": _named(FOLDS), "rows": _named(_NAME)},
             required=("datasets", "rows"),
         )),
+        # The authors' released fine-tuned checkpoints, evaluated fold by fold (targets evaluate_released_<dataset>);
+        # `model`: options of the official-checkpoint loader where the geometry differs from the paper's.
+        "released": _obj({"finetuned": _named(_obj(
+            {"folds": {"type": "object", "propertyNames": {"type": "string", "pattern": "^fold[1-9][0-9]*$"},
+                       "additionalProperties": CHECKPOINT_FILE, "minProperties": 1},
+             "where": _STR,
+             "model": _obj({"num_heads": _POS_INT, "region_size": {"type": "array", "items": _POS_INT,
+                                                                   "minItems": 3, "maxItems": 3},
+                            "model_kwargs": {"type": "object"}})},
+            required=("folds",)))}),
         "figures": _obj({
             "fig4": _obj({"pretraining": _NAME, "ratios": {"type": "array", "items": _NUM, "minItems": 1},
                           "clip_index": _NONNEG_INT, "seed": _INT}, required=("pretraining",)),

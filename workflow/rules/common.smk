@@ -78,10 +78,10 @@ class PlannedRule:
         return self.plan_job(wildcards)[1]
 
     def inputs(self, wildcards):
-        # A raw dataset folder that is absent is left out so that a dry run still lists the DAG;
-        # the onstart check stops a real run before any job starts.
+        # A raw dataset folder or a released checkpoint file that the user provides and that is absent is left
+        # out so that a dry run still lists the DAG; the onstart check stops a real run before any job starts.
         job = self.job(wildcards)
-        return [f for f in job.inputs if f != job.raw_root or os.path.exists(f)]
+        return [f for f in job.inputs if (f != job.raw_root and f not in job.provided) or os.path.exists(f)]
 
     def cmd(self, wildcards):
         return self.job(wildcards).shell  # starts with `env OMP_NUM_THREADS=<cpus per process>`
@@ -127,13 +127,15 @@ def target(name):
 
 
 def missing_dataset_roots():
-    """Raw dataset folders that the jobs about to run need and that are absent (one line each)."""
+    """Raw dataset folders and released checkpoint files that the jobs about to run need and that are absent."""
     lines = []
     for dag_job in workflow.dag.needrun_jobs():
         found = BY_OUTPUT.get(str(dag_job.output[0])) if dag_job.output else None
         job = found[1] if found else None
         if job is not None and job.raw_root is not None and not os.path.exists(job.raw_root):
             lines.append(missing_root_message(job.name.removeprefix("ingest_"), job.raw_root))
+        if job is not None:
+            lines += [message for path, message in job.provided.items() if not os.path.exists(path)]
     return sorted(set(lines))
 
 
@@ -141,4 +143,4 @@ def stop_on_missing_datasets():
     """After the DAG is built, before any job starts (never in a dry run): fail at once, naming the folders."""
     if missing := missing_dataset_roots():
         sys.stderr.write("\n".join(f"maedfer: error: {line}" for line in missing) + "\n")
-        raise WorkflowError(f"{len(missing)} dataset folder(s) missing; nothing was run")
+        raise WorkflowError(f"{len(missing)} dataset folder(s) or checkpoint file(s) missing; nothing was run")

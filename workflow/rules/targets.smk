@@ -91,3 +91,24 @@ rule reproduce_fig4:
 rule reproduce_fig5:
     input:
         target("reproduce_fig5"),
+
+
+# The authors' released fine-tuned checkpoints evaluated on each fold of our data copy (released.finetuned).
+rule evaluate_released_dfew:
+    input:
+        target("evaluate_released_dfew"),
+
+
+rule evaluate_released_ferv39k:
+    input:
+        target("evaluate_released_ferv39k"),
+
+
+rule evaluate_released_mafw:
+    input:
+        target("evaluate_released_mafw"),
+
+
+rule reproduce_released:
+    input:
+        target("reproduce_released"),
