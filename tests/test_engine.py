@@ -14,7 +14,7 @@ from maedfer.models import load_model
 from maedfer.settings import FinetuneConfig, PretrainConfig
 from maedfer.train.engine import Engine, Hooks, Recipe
 from maedfer.train.finetune_loop import finetune
-from maedfer.train.policy import NonFiniteGuard, NonFiniteLossError, autocast, check_warmup
+from maedfer.train.policy import NonFiniteGuard, NonFiniteLossError, autocast, check_warmup, resolve_precision
 from maedfer.train.pretrain_loop import pretrain
 from tests.test_datasets import write_toy_index
 
@@ -40,10 +40,11 @@ def _data(n: int = 8) -> TensorDataset:
 
 
 def _train(tmp_path, name: str, batch_size: int, accum_steps: int = 1, nan_at: set[int] = frozenset(),
-           **kw) -> tuple[Engine, list[torch.Tensor]]:
+           huge_at: set[int] = frozenset(), factor: float = 1.0, **kw) -> tuple[Engine, list[torch.Tensor]]:
     """One toy run through the engine -> (engine, the weight's gradient after each micro-batch's backward).
 
-    The step's loss is NaN at the updates in ``nan_at``."""
+    The step's loss (times ``factor``) is NaN at the updates in ``nan_at`` and finite but 1e36 times
+    larger at those in ``huge_at`` (its scaled fp16 gradients overflow)."""
     recipe = Recipe(epochs=2, warmup_epochs=0, batch_size=batch_size, accum_steps=accum_steps, base_lr=25.6,
                     base_min_lr=2.56, weight_decay=0.05, **kw)
     engine = Engine(recipe, tmp_path / name, {"name": "toy"}, desc="toy")
@@ -58,8 +59,10 @@ def _train(tmp_path, name: str, batch_size: int, accum_steps: int = 1, nan_at: s
 
     def step(batch: list[torch.Tensor], micro: int) -> dict[str, torch.Tensor]:
         x, y = batch
-        with autocast(engine.device):
-            loss = nn.functional.mse_loss(engine.forward(x), y)
+        with engine.autocast():
+            loss = nn.functional.mse_loss(engine.forward(x).float(), y) * factor
+        if engine.global_step in huge_at:
+            loss = loss * 1e36
         return {"loss": loss * float("nan") if engine.global_step in nan_at else loss}
 
     engine.fit(loader, step, Hooks(epoch_end=lambda s: {"epoch": s.epoch + 1, "loss": sum(s.losses)}))
@@ -98,6 +101,44 @@ def test_too_many_non_finite_updates_in_a_row_stop_the_run(tmp_path):
         _train(tmp_path, "nan", batch_size=2, nan_at={1, 2, 3}, max_nonfinite=3)
 
 
+def test_total_batch_derives_the_accumulation_and_gives_the_same_run(tmp_path):
+    split, _ = _train(tmp_path, "b2x2", batch_size=2, accum_steps=2)
+    total, _ = _train(tmp_path, "total4", batch_size=2, total_batch=4)
+    assert total.accum_steps == 2 and total.total_batch == 4 and total.lr == split.lr
+    for a, b in zip(split.model.parameters(), total.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"^total_batch 5 is not a multiple of batch_size 2 x 1 process\(es\) = 2; "):
+        _train(tmp_path, "bad", batch_size=2, total_batch=5)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_fp32_by_default_on_cpu_and_the_same_weights_when_named(tmp_path):
+    default, _ = _train(tmp_path, "default", batch_size=2)
+    named, _ = _train(tmp_path, "fp32", batch_size=2, precision="fp32")
+    assert default.precision == named.precision == "fp32" and default.scaler is None
+    for a, b in zip(default.model.parameters(), named.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_fp16_scales_the_gradients_and_counts_the_overflowed_updates(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="maedfer.train.policy"):
+        # factor 1e-3: the gradients x 2 ** 16 (the initial scale) fit in float16 except at the huge losses
+        engine, _ = _train(tmp_path, "fp16", batch_size=2, precision="fp16", huge_at={1, 2}, factor=1e-3)
+    assert engine.precision == "fp16" and isinstance(engine.scaler, torch.amp.GradScaler)
+    assert engine.guard.overflows == 2 and engine.guard.skipped == 0 and engine.global_step == 8
+    assert engine.scaler.get_scale() == 2.0 ** 14  # 2 ** 16 halved by each overflow
+    assert "fp16 gradient overflow at step 2: the scaler skipped the update and lowered its scale (2 in a row)" in (
+        caplog.text)
+    assert {int(s["step"]) for s in engine.optimizer.state.values()} == {6}  # 8 updates, 2 skipped by the scaler
+    assert all(torch.isfinite(p).all() for p in engine.model.parameters())
+    from maedfer.train.checkpoint import find_resume_checkpoint, read_training_state
+
+    saved = read_training_state(find_resume_checkpoint(tmp_path / "fp16" / "checkpoints"))
+    assert saved["scaler"]["scale"] == 2.0 ** 14  # the scaler is part of the training state
+    with pytest.raises(NonFiniteLossError, match=r"^3 consecutive fp16 gradient overflows \(last at step 3\)"):
+        _train(tmp_path, "stop", batch_size=2, precision="fp16", huge_at={1, 2, 3}, max_nonfinite=3, factor=1e-3)
+
+
 def test_guard_resets_on_a_finite_loss():
     guard = NonFiniteGuard(max_in_a_row=2)
     nan, one = torch.tensor(float("nan")), torch.tensor(1.0)
@@ -112,6 +153,18 @@ def test_autocast_policy_is_fp32_on_cpu():
     x = torch.randn(4, 4)
     with autocast(torch.device("cpu")):
         assert (x @ x).dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+
+
+def test_named_precisions_on_cpu():
+    x = torch.randn(4, 4)
+    with autocast(torch.device("cpu"), "fp16"):
+        assert (x @ x).dtype == torch.float16
+    with autocast(torch.device("cpu"), "bf16"):
+        assert (x @ x).dtype == torch.bfloat16
+    assert resolve_precision(None, torch.device("cpu")) == "fp32"
+    assert resolve_precision(None, torch.device("cuda")) == "bf16"
+    with pytest.raises(ValueError, match="precision 'fp8' is not one of bf16, fp16, fp32"):
+        resolve_precision("fp8", torch.device("cpu"))
 
 
 @pytest.mark.gpu

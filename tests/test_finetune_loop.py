@@ -166,3 +166,32 @@ def test_augmentation_settings_reach_the_training_loader(index, tmp_path, monkey
     assert seen == {"size": 64, "auto_augment": None, "scale": (0.6, 1.0), "reprob": 0.0}
     with pytest.raises(ValueError, match="lower --warmup-epochs"):
         finetune(_cfg(epochs=1, warmup_epochs=3), index, fold=1, out_dir=tmp_path / "bad")
+
+
+def test_finetune_accumulates_micro_batches_to_the_total_batch(index, tmp_path):
+    """total_batch 4 with micro-batches of 2: two micro-batches per update, each with its own Mixup/CutMix draw
+    (the first keeps the stream of a run without accumulation), recorded in the model file with the precision."""
+    from maedfer.data.sampling import derive_rng
+
+    total = finetune(_cfg(epochs=1, warmup_epochs=0, total_batch=4), index, fold=1, out_dir=tmp_path / "total")
+    accum = finetune(_cfg(epochs=1, warmup_epochs=0, accum_steps=2), index, fold=1, out_dir=tmp_path / "accum")
+    assert total["metrics"] == accum["metrics"]
+    a, b = load_model(tmp_path / "total" / "model.pt"), load_model(tmp_path / "accum" / "model.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    saved = a.extra["finetune_config"]
+    assert (saved["total_batch"], saved["batch_size"], saved["precision"]) == (4, 2, "fp32")
+    single = finetune(_cfg(epochs=1, warmup_epochs=0), index, fold=1, out_dir=tmp_path / "single")
+    assert len(single["history"]) == 1 and load_model(tmp_path / "single" / "model.pt").extra[
+        "finetune_config"]["total_batch"] is None
+    assert derive_rng(0, 5, 0, 0).random() == derive_rng(0, 5, 0).random() != derive_rng(0, 5, 0, 1).random()
+
+
+def test_a_total_batch_the_processes_cannot_split_is_one_line(index, tmp_path, capsys):
+    from pipeline import finetune as stage
+
+    code = stage.main(["--dataset", "toy", "--index", str(index), "--fold", "1", "--out", str(tmp_path / "x"),
+                       "--arch", "lgi_former_test", "--arch-kwargs", json.dumps(GEOM), "--batch-size", "2",
+                       "--total-batch", "3", "--num-workers", "0", "--no-tracking"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("finetune: error: total_batch 3 is not a multiple of batch_size 2 x 1 process(es) = 2; ")

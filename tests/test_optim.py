@@ -64,6 +64,15 @@ def test_weight_decay_exemptions_and_each_parameter_once() -> None:
     assert all(gr["lr_scale"] == 1.0 for gr in groups)
 
 
+def test_decay_names_take_names_out_of_the_skip_list_only() -> None:
+    model = ToyEncoder()
+    g = _by_name(param_groups(model, weight_decay=0.05, decay_names={"tokens", "head.bias", "blocks.0.0.weight"}))
+    assert g["tokens"]["weight_decay"] == 0.05  # listed by no_weight_decay(), decayed on request
+    assert g["head.bias"]["weight_decay"] == g["blocks.0.0.weight"]["weight_decay"] == 0.0  # biases, norms stay exempt
+    plain = _by_name(param_groups(model, weight_decay=0.05))
+    assert {n for n in plain if plain[n]["weight_decay"] != g[n]["weight_decay"]} == {"tokens"}
+
+
 def test_layer_decay_scales_match_the_paper() -> None:
     model = ToyEncoder(depth=16)
     g = _by_name(param_groups(model, weight_decay=0.05, layer_decay=0.75))

@@ -146,3 +146,50 @@ def test_two_process_ddp_pretraining_with_accumulation(index, tmp_path):
     assert summary["total_batch"] == 4 and summary["global_step"] == 2  # 8 clips / (1 x 2 micro x 2 ranks)
     assert load_model(tmp_path / "ddp" / "model.pt").arch == "pretrain_lgi_former_test"
     assert len(json.loads((tmp_path / "ddp" / "history.json").read_text())) == 1
+
+
+def test_a_run_stopped_part_way_down_a_longer_schedule_writes_its_model_and_finishes(index, tmp_path):
+    """The paper's pre-training: epoch 50 of a 100-epoch cosine (here 2 of 5); the end is the run's end."""
+    from maedfer.train.schedule import lr_at
+
+    summary = pretrain(_cfg(epochs=2, schedule_epochs=5, warmup_epochs=1), index, tmp_path / "run")
+    assert summary["global_step"] == 8 and (tmp_path / "run" / "checkpoints" / "finished.json").is_file()
+    model = load_model(tmp_path / "run" / "model.pt")
+    assert model.extra["pretrain_config"]["schedule_epochs"] == 5 and model.extra["global_step"] == 8
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    peak, low = 0.2 * 2 / 256, 0.02 * 2 / 256
+    assert history[-1]["lr"] == pytest.approx(lr_at(7, peak, low, total_steps=20, warmup_steps=4), rel=1e-12)
+    assert history[-1]["lr"] > 0.5 * peak  # not the end of a 2-epoch cosine
+    with pytest.raises(ValueError, match=r"^schedule_epochs \(1\) is less than epochs \(2\)"):
+        pretrain(_cfg(schedule_epochs=1), index, tmp_path / "short")
+
+
+def test_fp16_run_stopped_and_resumed_gives_identical_weights(index, tmp_path):
+    from maedfer.train.checkpoint import find_resume_checkpoint, read_training_state
+
+    full = pretrain(_cfg(precision="fp16"), index, tmp_path / "full")
+    assert full["precision"] == "fp16" and full["amp_skipped_steps"] >= 0
+    assert load_model(tmp_path / "full" / "model.pt").extra["pretrain_config"]["precision"] == "fp16"
+    pretrain(_cfg(precision="fp16", stop_after_steps=3), index, tmp_path / "resumed")
+    saved = read_training_state(find_resume_checkpoint(tmp_path / "resumed" / "checkpoints"))
+    assert saved["scaler"]["scale"] > 0 and saved["config"]["precision"] == "fp16"
+    pretrain(_cfg(precision="fp16"), index, tmp_path / "resumed")
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    default = pretrain(_cfg(epochs=1), index, tmp_path / "default")
+    assert default["precision"] == "fp32" and default["amp_skipped_steps"] == 0  # CPU default: fp32, no scaler
+
+
+def test_decay_region_tokens_follows_the_authors_pretraining(index, tmp_path):
+    from maedfer.train.checkpoint import find_resume_checkpoint, read_training_state
+
+    def decay_of(run: str, **kw) -> dict[str, float]:
+        pretrain(_cfg(epochs=1, stop_after_steps=1, **kw), index, tmp_path / run)
+        state = read_training_state(find_resume_checkpoint(tmp_path / run / "checkpoints"))
+        groups = state["optimizer"]["param_groups"]
+        return {n: g["weight_decay"] for g in groups for n in g["param_names"]}
+
+    ours, authors = decay_of("ours"), decay_of("authors", decay_region_tokens=True)
+    assert ours["encoder.region_tokens"] == 0.0 and authors["encoder.region_tokens"] == 0.05
+    assert ours["mask_token"] == authors["mask_token"] == 0.0  # the authors' skip list has the mask token
+    assert {k for k in ours if ours[k] != authors[k]} == {"encoder.region_tokens"}
