@@ -117,6 +117,8 @@ def test_pretrain_stage_cli_tracks_in_mlflow(index, tmp_path):
     exp = client.get_experiment_by_name("maedfer-pretrain")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["arch"] == "pretrain_lgi_former_test"
+    assert run.data.params["resolved.precision"] == "fp32" and run.data.params["resolved.total_batch"] == "2"
+    assert run.data.params["precision"] == "None"  # the setting as given; resolved.*: what it meant here
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 4
     bad = subprocess.run(cmd[:3] + ["--index", str(tmp_path / "none.parquet"), "--out", str(tmp_path / "x")],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)

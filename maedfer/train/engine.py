@@ -155,6 +155,10 @@ class Engine:
         self.optimizer = build_optimizer(self.model, self.lr, r.weight_decay, betas=r.betas, layer_decay=r.layer_decay,
                                          decay_names=decay_names)
         self.schedule = self.plan.schedule(self.optimizer)
+        if self.tracker is not None:  # what the settings meant on this machine (MLflow params "resolved.*")
+            self.tracker.log_params({"resolved": {
+                "precision": self.precision, "processes": self.dist.world_size, "accum_steps": self.accum_steps,
+                "total_batch": self.total_batch, "steps_per_epoch": self.steps_per_epoch, "lr": self.lr}})
         if not self.resume or (path := resume_or_restart(self.ckpt_dir, self.config)) is None:
             return {}
         state = load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
