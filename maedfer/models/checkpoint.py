@@ -8,6 +8,8 @@ A model file is a ``torch.save`` of plain types (loadable with ``weights_only=Tr
 
 from __future__ import annotations
 
+import argparse
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,12 @@ def read_model_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # The authors' .pth files carry their argparse.Namespace under "args": allowed as data, nothing executed.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # other globals: not ours, and never unpickled here
+        raise ModelFileError(f"{path}: not a maedfer model file ({str(exc).splitlines()[0][:160]})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(
             f"{path}: not a maedfer model file; convert an official checkpoint first with "

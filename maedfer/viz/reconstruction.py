@@ -37,7 +37,7 @@ def reconstruction_rows(
     p, tub = model.patch_size, model.tubelet_size
     t, h, w = model.encoder.patch_embed.grid
     model.eval()
-    pred = model(video, mask).float()  # (1, Lm, 2*P*P*3)
+    pred = model.as_appearance_motion(model(video, mask).float())  # (1, Lm, 2*P*P*3): appearance, motion
     x = unnormalise(video.float())  # (1, 3, T, H, W) in [0, 1]
     cubes = rearrange(x, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=tub, p1=p, p2=p)
     mean, std = cubes.mean(-2, keepdim=True), cubes.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6
