@@ -195,3 +195,9 @@ def test_a_total_batch_the_processes_cannot_split_is_one_line(index, tmp_path, c
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("finetune: error: total_batch 3 is not a multiple of batch_size 2 x 1 process(es) = 2; ")
+
+
+def test_finetune_in_fp16_trains_and_tests_in_its_precision(index, tmp_path):
+    summary = finetune(_cfg(epochs=1, warmup_epochs=0, precision="fp16"), index, fold=1, out_dir=tmp_path / "fp16")
+    assert summary["metrics"]["num_samples"] == 4 and summary["history"][0]["train/loss"] > 0
+    assert load_model(tmp_path / "fp16" / "model.pt").extra["finetune_config"]["precision"] == "fp16"

@@ -17,20 +17,21 @@ from maedfer.train.policy import autocast
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+            precision: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Softmax probabilities of a loader, gathered over ranks -> (clip_idx, probs, labels).
 
     The loader yields single clips (B, C, T, H, W) or multi-clip tests (B, V, C, T, H, W), whose
     views' probabilities are averaged; ranks' padding duplicates are dropped. Leaves the model in
-    training mode.
+    training mode. ``precision``: the autocast of the forward passes (None: bf16 on CUDA, fp32 on
+    CPU; a fine-tuning run evaluates in its training precision, as the authors' runs do).
     """
     model.eval()
     idx, probs, labels = [], [], []
     for video, label, clip_idx in loader:
         video = video.to(device, non_blocking=True)
         views = video.shape[1] if video.ndim == 6 else 1
-        with autocast(device):
+        with autocast(device, precision):
             logits = model(video.flatten(0, 1) if views > 1 else video)
         p = logits.float().softmax(-1).reshape(video.shape[0], views, -1).mean(1)  # (B, classes)
         idx.append(clip_idx.numpy()), probs.append(p.cpu().numpy()), labels.append(label.numpy())
