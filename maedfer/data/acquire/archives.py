@@ -105,10 +105,37 @@ def _extract_zip(archive: Path, target: Path) -> None:
         for info in tqdm(infos, desc=f"extract {archive.name}", unit=" files", disable=None):
             if not stat.S_ISLNK(info.external_attr >> 16):
                 zf.extract(info, target)
-        for rel, link in links:
-            path = target / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(link, path)
+        _place_zip_links(archive, target, links)
+
+
+def _inside(root: Path, path: str) -> bool:
+    return path == str(root) or path.startswith(str(root) + os.sep)
+
+
+def _place_zip_links(archive: Path, target: Path, links: list[tuple[str, str]]) -> None:
+    """Create the zip's links, refusing any that resolves outside ``target`` given the links made before it.
+
+    A link is checked as the file system resolves it (``a/b -> ..`` then ``a/b/c -> ../..`` escapes although
+    each string stays inside); once all exist, every link is resolved again, as a later link can change
+    where an earlier one leads. The caller extracts into a temporary folder that is thrown away on refusal.
+    """
+    root = target.resolve()
+    for rel, link in links:
+        path = target / rel
+        where = os.path.realpath(path.parent)
+        if not _inside(root, where) or not _inside(root, os.path.realpath(os.path.join(where, link))):
+            raise UnsafeArchiveError(
+                f"{archive}: refusing member {rel!r}: link {link!r} resolves outside the target folder "
+                "(through the links before it)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(link, path)
+    for rel, link in links:
+        if not _inside(root, os.path.realpath(target / rel)):
+            raise UnsafeArchiveError(
+                f"{archive}: refusing member {rel!r}: link {link!r} resolves outside the target folder "
+                "(through a link after it)"
+            )
 
 
 def extract_into(archive: Path, dest: Path) -> tuple[str, ...]:
