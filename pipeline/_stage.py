@@ -6,22 +6,29 @@ are added with ``default=argparse.SUPPRESS``: a flag is in the namespace only wh
 :func:`explicit` gives what the user set (even a value equal to the default), and
 :func:`maedfer.settings.resolve.resolve_config` applies explicit flag > params file > default.
 A user error (bad flag, bad params file, missing input) is one line ``<stage>: error: ...`` on
-stderr and exit status 2; ``-v`` shows the traceback instead.
+stderr and exit status 2; ``-v`` shows the traceback instead. A stage whose parser sets
+``lock_out`` (:func:`lock_output`) holds ``--out``'s lock while it runs (:mod:`maedfer.locks`): a
+second run into the folder, or an unwritable folder, is such a one-line error before any work.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from maedfer.io_utils import WriteError
+from maedfer.locks import OutputLockedError
 
 if TYPE_CHECKING:
     from maedfer.workflow.profile import Profile
 
 SHARED_DESTS = frozenset({"params", "out", "mlflow_experiment", "no_tracking", "verbose"})  # the shared flags
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)  # ParamsError etc. are ValueErrors
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, WriteError, OutputLockedError)
 
 
 class StageParser(argparse.ArgumentParser):
@@ -77,6 +84,54 @@ def load_params(args: argparse.Namespace) -> Profile | None:
     return load_profile(args.params)
 
 
+def lock_output(p: argparse.ArgumentParser, what: str) -> None:
+    """Make the stage hold ``--out``'s lock while it runs (``what``: "ingest", "fine-tuning", ... for the error)."""
+    p.set_defaults(lock_out=what)
+
+
+def _output_guard(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The lock of ``args.out`` for a stage that asked for it (:func:`lock_output`), else nothing.
+
+    Holding it, the stage writes a probe file (an unwritable folder is found now, not after an
+    epoch) and removes temporaries of atomic writes killed mid-way in ``--out`` and ``--out/checkpoints``.
+    """
+    what = getattr(args, "lock_out", None)
+    if not what or getattr(args, "out", None) is None:
+        return contextlib.nullcontext()
+    from maedfer.locks import hold_output, takes_lock
+
+    if not takes_lock():  # a torchrun rank other than 0: rank 0 holds the lock for the group
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    try:
+        folder = stack.enter_context(hold_output(args.out, what))
+        _probe_writable(folder)
+        _remove_stale_temporaries(folder)
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def _probe_writable(folder: Path) -> None:
+    import tempfile
+
+    from maedfer.io_utils import write_error
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as exc:
+        raise write_error(folder, exc) from exc
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    from maedfer.io_utils import remove_stale_temporaries
+
+    for where in (folder, folder / "checkpoints"):
+        remove_stale_temporaries(where)
+
+
 def tracking_enabled(args: argparse.Namespace, profile: Profile | None) -> bool:
     """MLflow tracking unless ``--no-tracking``, or the params file's ``mlflow.tracking`` is false."""
     return not args.no_tracking and (profile is None or profile.params.mlflow.tracking)
@@ -90,7 +145,8 @@ def run_stage(name: str | Callable[[argparse.Namespace], str], body: Callable[[a
     errors to :data:`USER_ERRORS`. With ``-v`` the error propagates with its traceback.
     """
     try:
-        return int(body(args) or 0)
+        with _output_guard(args):
+            return int(body(args) or 0)
     except (*USER_ERRORS, *errors) as exc:
         if args.verbose:
             raise

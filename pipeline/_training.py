@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from maedfer.settings.resolve import resolve_config
 from maedfer.settings.training import PRECISIONS
 from maedfer.workflow.profile import Profile
-from pipeline._stage import add_shared_flags, explicit, stage_parser
+from pipeline._stage import add_shared_flags, explicit, lock_output, stage_parser
 
 T = TypeVar("T")
 
@@ -19,6 +19,8 @@ T = TypeVar("T")
 def training_parser(name: str, doc: str, default_arch: str, arch_kwargs_example: str,
                     **shared: Any) -> argparse.ArgumentParser:
     """The start of a training stage's parser: shared flags, ``--arch``, ``--arch-kwargs`` and ``--no-resume``.
+
+    The stage holds ``--out``'s lock while it runs (:func:`pipeline._stage.lock_output`).
 
     ``shared`` goes to :func:`pipeline._stage.add_shared_flags` (``out_help``, ``params_help``, ...).
     """
@@ -28,6 +30,7 @@ def training_parser(name: str, doc: str, default_arch: str, arch_kwargs_example:
     p.add_argument("--arch-kwargs", default=argparse.SUPPRESS,
                    help=f"JSON constructor arguments, e.g. {arch_kwargs_example}")
     p.add_argument("--no-resume", action="store_true", help="start afresh instead of continuing a killed run")
+    lock_output(p, name)
     return p
 
 

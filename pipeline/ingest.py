@@ -20,7 +20,15 @@ from pathlib import Path
 
 from maedfer.settings.params import IngestSettings
 from maedfer.settings.resolve import resolve_config
-from pipeline._stage import add_setting_flags, add_shared_flags, explicit, load_params, stage_main, stage_parser
+from pipeline._stage import (
+    add_setting_flags,
+    add_shared_flags,
+    explicit,
+    load_params,
+    lock_output,
+    stage_main,
+    stage_parser,
+)
 
 NAME = "ingest"
 
@@ -49,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="MTCNN device (default: cuda when available, else cpu)")
     parser.add_argument("--verify", action="store_true", help="check every stored clip against its checksum after")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    lock_output(parser, "ingest")
     return parser
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import shutil
+import socket
 import stat
+import subprocess
+import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from maedfer.data.acquire import UnsafeArchiveError, acquire
 
@@ -45,3 +53,142 @@ def test_zip_inner_link_kept(tmp_path: Path) -> None:
     archive = _zip_with_links(tmp_path / "ok.zip", {"split/set_1/train.txt": b"x\n"}, [("split/cur", "set_1")])
     acquire(str(archive), tmp_path / "d")
     assert (tmp_path / "d" / "split" / "cur" / "train.txt").read_text() == "x\n"
+
+
+# ------------------------------------------------------------------------------ output-folder locks (item 3)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def lock_holder(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding ``folder``'s lock (as a running ingest or fine-tuning would)."""
+    code = ("import sys, time\nfrom maedfer.locks import hold_output\n"
+            "with hold_output(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_second_ingest_into_a_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipeline import ingest as stage
+
+    out = tmp_path / "shards"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / ".shard-00000.parquet.abcd1234.parquet").write_bytes(b"the first run's open shard")
+    argv = ["--dataset", "cremad", "--root", str(tmp_path / "nowhere"), "--out", str(out)]
+    with lock_holder(out) as holder:
+        assert stage.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"ingest: error: {out}: another ingest is writing this folder")
+        assert f"pid {holder.pid} on host {socket.gethostname()}" in err
+        assert (out / "shards" / ".shard-00000.parquet.abcd1234.parquet").read_bytes() == b"the first run's open shard"
+    # the holder died (kill -9): its lock went with it, the next run goes ahead (here: to the missing root)
+    assert stage.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "another ingest" not in err and "nowhere" in err and not (out / ".lock").exists()
+
+
+def test_second_finetuning_of_a_fold_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipeline import finetune as stage
+
+    out = tmp_path / "fold1"
+    (out / "checkpoints").mkdir(parents=True)
+    first = {out / "checkpoints" / "checkpoint-00000004.pt": b"weights", out / "metrics.json": b"{}"}
+    for path, data in first.items():
+        path.write_bytes(data)
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    argv = ["--dataset", "toy", "--index", str(tmp_path / "none.parquet"), "--fold", "1", "--out", str(out),
+            "--no-tracking"]
+    with lock_holder(out) as holder:
+        assert stage.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{out}: another finetune is writing this folder (pid {holder.pid}" in err
+    assert {p: p.read_bytes() for p in first} == first and {p: p.stat().st_mtime_ns for p in first} == stamps
+    assert stage.main(argv) == 2 and "index not found" in capsys.readouterr().err
+
+
+def test_lock_is_per_folder_and_released(tmp_path: Path) -> None:
+    from maedfer.locks import OutputLockedError, hold_output
+
+    with hold_output(tmp_path / "a") as a, hold_output(tmp_path / "b"):
+        assert (a / ".lock").read_text().startswith(f"pid {os.getpid()} on host ")
+        with pytest.raises(OutputLockedError, match="another run is writing"), hold_output(tmp_path / "a"):
+            pass
+    with hold_output(tmp_path / "a"):
+        pass
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == []
+
+
+# ---------------------------------------------------------------- unwritable / full output (item 6)
+def _unshare_ok() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+needs_unshare = pytest.mark.skipif(not _unshare_ok(), reason="needs unshare -rm (a user + mount namespace)")
+
+
+@needs_unshare
+def test_read_only_output_is_one_line_at_start(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    (ro / "out").mkdir(parents=True)
+    cmd = (f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && exec {sys.executable} -m pipeline.finetune "
+           f"--dataset toy --index {tmp_path / 'none.parquet'} --fold 1 --out {ro / 'out'} --no-tracking")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"finetune: error: {ro / 'out'}") and "EROFS" in done.stderr, done.stderr
+
+
+@needs_unshare
+def test_full_disk_is_one_line_with_the_bytes_needed(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    code = (
+        "import sys, torch\nfrom maedfer.io_utils import WriteError, save_torch_atomic, write_text_atomic\n"
+        "for write in (lambda p: save_torch_atomic({'w': torch.zeros(100_000)}, p),\n"
+        "              lambda p: write_text_atomic(p, 'x' * 200_000)):\n"
+        "    try:\n        write(sys.argv[1] + '/model.pt')\n"
+        "    except WriteError as exc:\n        print(exc)\n"
+        "import os\nprint(sorted(os.listdir(sys.argv[1])))\n"
+    )
+    cmd = f"mount -t tmpfs -o size=64k none {mnt} && exec {sys.executable} -c \"$0\" {mnt}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", cmd, code], cwd=REPO, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 3, done.stdout + done.stderr
+    assert lines[0].startswith(f"{mnt}/model.pt: cannot write: disk full (400.0 KB needed, ") and "free" in lines[0]
+    assert lines[1].startswith(f"{mnt}/model.pt: cannot write: disk full (200.0 KB needed, ")
+    assert lines[2] == "[]"  # no temporary file left behind
+
+
+# ---------------------------------------------------------------- housekeeping (item 8)
+def test_atomic_files_get_the_umask_mode(tmp_path: Path) -> None:
+    from maedfer.io_utils import save_torch_atomic, write_text_atomic
+
+    old = os.umask(0o002)
+    try:
+        write_text_atomic(tmp_path / "a.json", "{}")
+        save_torch_atomic({"w": torch.zeros(2)}, tmp_path / "m.pt")
+        os.umask(0o027)
+        write_text_atomic(tmp_path / "b.json", "{}")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"a.json": 0o664, "m.pt": 0o664, "b.json": 0o640}
+
+
+def test_temporaries_of_a_killed_checkpoint_write_are_removed(tmp_path: Path) -> None:
+    from maedfer.train.checkpoint import resume_or_restart
+
+    ckpt = tmp_path / "checkpoints"
+    ckpt.mkdir()
+    stale = [ckpt / ".checkpoint-00000008.pt.k3x_9a0b.pt", ckpt / ".checkpoint-last.pt.zz0011aa.pt"]
+    for p in stale:
+        p.write_bytes(b"half a checkpoint")
+    (ckpt / ".keep").write_text("not ours")
+    assert resume_or_restart(ckpt, {}) is None
+    assert sorted(p.name for p in ckpt.iterdir()) == [".keep"]

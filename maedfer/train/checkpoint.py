@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from maedfer.io_utils import atomic_path, save_torch_atomic, write_json_atomic
+from maedfer.io_utils import atomic_path, remove_stale_temporaries, save_torch_atomic, write_json_atomic
 from maedfer.train.distributed import barrier, get_rank, get_world_size, is_dist, unwrap_model
 
 logger = logging.getLogger(__name__)
@@ -271,9 +271,12 @@ def resume_or_restart(directory: str | Path, config: dict[str, Any]) -> Path | N
     (Snakemake or DVC re-running a job after a setting or the code changed, or a user changing a
     flag), belongs to another run: the folder is moved to ``<directory>.previous`` (replacing an
     older one, so nothing of the last run is lost) and this run starts from the beginning.
+    Temporary files of a checkpoint write killed mid-way are removed first (rank 0).
     A collective under DDP: call it on every rank.
     """
     directory = Path(directory)
+    if get_rank() == 0:
+        remove_stale_temporaries(directory)
     path = find_resume_checkpoint(directory)
     if path is None:
         return None
