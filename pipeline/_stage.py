@@ -151,8 +151,18 @@ def run_stage(name: str | Callable[[argparse.Namespace], str], body: Callable[[a
         if args.verbose:
             raise
         label = name(args) if callable(name) else name
-        sys.stderr.write(f"{label}: error: {exc}\n")
+        sys.stderr.write(f"{label}: error: {_one_line(exc)}\n")
         return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc``; for one re-raised from a DataLoader worker, the worker's own message."""
+    text = str(exc)
+    if text.startswith("Caught ") and "Original Traceback" in text:  # torch's ExceptionWrapper.reraise
+        last = text.rstrip().splitlines()[-1]
+        prefix = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return text
 
 
 def stage_main(name: str | Callable[[argparse.Namespace], str], parser: argparse.ArgumentParser,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -14,6 +15,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -192,3 +195,51 @@ def test_temporaries_of_a_killed_checkpoint_write_are_removed(tmp_path: Path) ->
     (ckpt / ".keep").write_text("not ours")
     assert resume_or_restart(ckpt, {}) is None
     assert sorted(p.name for p in ckpt.iterdir()) == [".keep"]
+
+
+# ---------------------------------------------------------------- verified shards (item 4)
+def _flip_a_jpeg_byte(shard: Path, row: int) -> None:
+    from maedfer.data.shards import read_clip_frames
+
+    frame = read_clip_frames(shard, row)[2]
+    start = pq.ParquetFile(shard).metadata.row_group(row).column(1).data_page_offset  # this clip's frames
+    data = bytearray(shard.read_bytes())
+    at = data.find(frame, start) + len(frame) // 2
+    assert at > start
+    data[at] ^= 0x5A
+    shard.write_bytes(bytes(data))
+
+
+def test_flipped_shard_byte_is_named_and_reingest_rewrites_only_that_clip(tmp_path: Path, capsys) -> None:
+    from maedfer.data.datasets import PretrainDataset
+    from maedfer.data.shards import ShardChecksumError, read_index, verify_index
+    from pipeline._stage import run_stage
+    from tests.test_ingest import make_dataset
+    from tests.test_ingest import run as ingest
+
+    root, out = tmp_path / "root", tmp_path / "out"
+    records = make_dataset(root)
+    assert ingest(records, root, out).written == 7
+    table = read_index(out / "index.parquet")
+    ids, shards, rows = (table.column(c).to_pylist() for c in ("clip_id", "shard", "row"))
+    bad = ids.index("v3")
+    _flip_a_jpeg_byte(out / shards[bad], rows[bad])
+
+    ds = PretrainDataset(out / "index.parquet")
+    ds.read_frames(0, np.arange(4))  # intact clips read as before
+    with pytest.raises(ShardChecksumError, match=rf"{shards[bad]}: clip 'v3' \(row {rows[bad]}\) does not match"):
+        ds.read_frames(bad, np.arange(4))
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, [bad]), num_workers=1,
+                                         collate_fn=lambda b: b)
+    args = argparse.Namespace(verbose=0)
+    assert run_stage("pretrain", lambda _: list(loader), args) == 2  # from a worker: still one line
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"pretrain: error: {out / shards[bad]}: clip 'v3' (row"), err
+
+    again = ingest(records, root, out)
+    assert (again.written, again.reused) == (1, 6)
+    table = read_index(out / "index.parquet")
+    assert table.column("shard").to_pylist()[bad] != shards[bad]  # v3 written again, into a new shard
+    assert [s for i, s in enumerate(table.column("shard").to_pylist()) if i != bad] == shards[:bad] + shards[bad + 1:]
+    assert verify_index(out / "index.parquet") == 7
+    assert ingest(records, root, out).written == 0  # and it stays fixed

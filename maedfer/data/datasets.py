@@ -4,6 +4,9 @@ Each sample reads its clip's row group from the shard and decodes ONLY the sampl
 (each distinct frame once; ``torchvision.io.decode_jpeg``, measured as fast as OpenCV and
 PIL and giving identical pixels). A dataset holds plain arrays and paths, never an open file,
 so it pickles cheaply into any number of DataLoader workers; shards are opened per read.
+Every read checks the clip's sha256 against the index (``verify_checksums``, on by default: one
+hash of the clip's ~140 KB of JPEG bytes, a few percent of a read); a damaged clip, or one whose
+JPEG does not decode, is a :class:`~maedfer.data.shards.ShardError` naming the shard and the clip.
 
 Randomness: the generator of sample ``i`` in epoch ``e`` is ``derive_rng(seed, e, i)``; the
 temporal window and every augmentation draw come from it, so a sample is the same whatever
@@ -39,7 +42,7 @@ from maedfer.data.sampling import (
     pretrain_indices,
     train_indices,
 )
-from maedfer.data.shards import index_metadata, read_clip_frames, read_index
+from maedfer.data.shards import ShardError, index_metadata, read_clip_frames, read_index
 from maedfer.data.transforms import ClipTransform, eval_transform, finetune_train_transform, pretrain_transform
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,7 @@ class ShardClipDataset(Dataset):
         stride: int = DEFAULT_STRIDE,
         clip_len: int = NUM_FRAMES,
         seed: int = 0,
-        verify_checksums: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         self.index_path = Path(index_path)
         table = read_index(self.index_path)
@@ -142,7 +145,13 @@ class ShardClipDataset(Dataset):
             unique.tolist(),
             expected_checksum=None if self.checksums is None else str(self.checksums[index]),
         )
-        frames = decode_frames(jpegs)  # (U, 3, H, W)
+        try:
+            frames = decode_frames(jpegs)  # (U, 3, H, W)
+        except RuntimeError as exc:  # bad at ingest time (the checksum matched): name shard and clip
+            raise ShardError(
+                f"{self.shard_paths[self.shard_ids[index]]}: clip {str(self.clip_ids[index])!r} (row "
+                f"{int(self.rows[index])}) does not decode ({str(exc).splitlines()[0]}); re-run the ingest stage"
+            ) from None
         inverse = inverse.reshape(-1)
         if len(unique) == len(inverse) and np.array_equal(inverse, np.arange(len(inverse))):
             return frames  # sorted, no repeats: nothing to gather
@@ -181,7 +190,7 @@ class FinetuneDataset(ShardClipDataset):
         seed: int = 0,
         num_test_clips: int = NUM_TEST_CLIPS,
         transform: ClipTransform | None = None,
-        verify_checksums: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
@@ -226,7 +235,7 @@ class PretrainDataset(ShardClipDataset):
         fold: int | None = None,
         split: Split | None = None,
         transform: ClipTransform | None = None,
-        verify_checksums: bool = False,
+        verify_checksums: bool = True,
     ) -> None:
         super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums)
         self.transform = transform or pretrain_transform(size)

@@ -111,6 +111,21 @@ def read_clip_frames(
         ) from None
 
 
+def damaged_rows(shard_path: str | os.PathLike, clips: Sequence[StoredClip]) -> set[int]:
+    """The rows of ``clips`` (a shard's footer entries) whose bytes are unreadable or differ from their checksum."""
+    shard_path = Path(shard_path)
+    bad = set()
+    for clip in clips:
+        try:
+            stored_id, frames = _read_row(shard_path, clip.row)
+        except ShardError:
+            bad.add(clip.row)
+            continue
+        if stored_id != clip.clip_id or clip_checksum(frames) != clip.checksum:
+            bad.add(clip.row)
+    return bad
+
+
 def read_shard_clips(shard_path: str | os.PathLike) -> tuple[str, list[StoredClip]]:
     """The settings fingerprint and per-clip entries recorded in a finished shard's footer."""
     shard_path = Path(shard_path)

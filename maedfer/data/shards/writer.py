@@ -31,7 +31,7 @@ from maedfer.data.shards.format import (
     clip_checksum,
     shard_name,
 )
-from maedfer.data.shards.reader import read_shard_clips
+from maedfer.data.shards.reader import damaged_rows, read_shard_clips
 from maedfer.io_utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,10 @@ class ShardWriter:
     On construction it recovers the finished shards already in ``<out>/shards``: those
     written with the same ``settings_key`` are kept (their clips are available through
     :meth:`lookup`), the others and any temporary leftovers of an interrupted run are
-    removed. New shards are numbered after the kept ones.
+    removed. Every kept clip is checked against its checksum first: a damaged one (a flipped
+    byte) is not offered for reuse, so a re-run writes exactly the damaged clips again (into a
+    new shard; the intact clips of the old shard stay where they are). New shards are numbered
+    after the kept ones.
 
     ``shard_bytes`` bounds the JPEG payload of a shard: a clip that would push the open shard
     past the bound goes to a new shard (a single clip larger than the bound gets its own).
@@ -92,7 +95,12 @@ class ShardWriter:
                 continue
             highest = max(highest, int(match.group(1)))
             self.kept_shards.append(path.name)
+            damaged = damaged_rows(path, clips)
             for clip in clips:  # later shards win if a clip was stored twice
+                if clip.row in damaged:
+                    log.warning("%s: clip %r (row %d) does not match its checksum; not reused (written again if "
+                                "still listed)", path, clip.clip_id, clip.row)
+                    continue
                 self.existing[clip.clip_id] = clip
         if self.kept_shards:
             log.info("resuming: %d finished shards hold %d clips", len(self.kept_shards), len(self.existing))
