@@ -1,7 +1,7 @@
 """Ingest one dataset: decode its clips, crop faces, write Parquet shards and the index.
 
     python -m pipeline.ingest --dataset dfew --root /data/DFEW --out data/shards/dfew [--size 160]
-        [--use-raw-videos] [--workers N] [--jpeg-quality 90] [--shard-mb 256] [--margin 0.25]
+        [--store-size source|N] [--use-raw-videos] [--workers N] [--jpeg-quality 90] [--shard-mb 256] [--margin 0.25]
         [--device cpu|cuda] [--verify]
     python -m pipeline.ingest --params params.yaml --dataset dfew --root data/raw/dfew --out ...   # as the DAG does
 
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                      params_help="params file: the dataset's adapter and datasets.<name>.ingest settings (flags win)",
                      mlflow_help="accepted for uniformity; ingest logs nothing to MLflow")
     add_setting_flags(parser, IngestSettings, ["size"], int, {"size": "stored frame size in pixels (square)"})
+    add_setting_flags(parser, IngestSettings, ["store_size"], _store_size,
+                      {"store_size": "store frames at the source's resolution ('source') or N x N instead of "
+                                     "--size, resized to the model input at load time with PIL bilinear"})
     parser.add_argument(
         "--use-raw-videos",
         action="store_true",
@@ -59,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     lock_output(parser, "ingest")
     return parser
+
+
+def _store_size(text: str) -> int | str:
+    """``--store-size``: "source" or an integer."""
+    if text.strip().lower() == "source":
+        return "source"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'source' or an integer, got {text!r}") from None
 
 
 def resolve_settings(args: argparse.Namespace) -> tuple[str, IngestSettings]:
@@ -102,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         num_folds=getattr(adapter, "num_folds", None),
         adapter_skipped=adapter.skipped,
         progress=False if args.no_progress else None,
+        store_size=settings.store_size,
     )
     if args.verify:
         checked = verify_index(args.out / INDEX_NAME)

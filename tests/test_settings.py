@@ -91,7 +91,8 @@ def test_typed_params_sections():
     params = load_profile(ROOT / "params.yaml").params
     assert isinstance(params, Params) and params.profile == "paper"
     assert params.datasets["ferv39k"] == DatasetSpec(adapter="ferv39k", root="data/raw/ferv39k", folds=(1,), stride=1,
-                                                     ingest=IngestSettings(size=160, workers=8))
+                                                     ingest=IngestSettings(size=160, workers=8, store_size="source",
+                                                                           jpeg_quality=95))
     assert params.datasets["voxceleb2"].folds == () and params.datasets["voxceleb2"].stride == 4
     assert params.pretrain.resources.gpus == 4 and params.finetune.resources.cpus == 12
     assert params.tables["table5"].datasets == {"dfew": "all"} and params.tables["table2"].datasets["dfew"] == (1,)

@@ -14,6 +14,11 @@ the number of workers. Index a dataset with ``(i, epoch)`` keys (what
 :class:`~maedfer.data.distributed_sampler.EpochSampler` yields) or with ``i`` plus
 :meth:`set_epoch`.
 
+Stored size: an index ingested with ``store_size`` (metadata ``load_resize: pil_bilinear``) holds
+frames larger than the model input; each decoded frame is resized to ``size`` x ``size`` with
+PIL's bilinear filter before the transform (:func:`~maedfer.data.transforms.pil_bilinear_resize`),
+the authors' load path. Other indices are read exactly as before.
+
 Selection of clips: ``fold`` k and ``split`` "train"/"test" keep the rows whose
 ``train_folds`` / ``test_folds`` list holds k; ``fold=None`` keeps every row (VoxCeleb2).
 """
@@ -43,9 +48,17 @@ from maedfer.data.sampling import (
     train_indices,
 )
 from maedfer.data.shards import ShardError, index_metadata, read_clip_frames, read_index
-from maedfer.data.transforms import ClipTransform, eval_transform, finetune_train_transform, pretrain_transform
+from maedfer.data.transforms import (
+    ClipTransform,
+    eval_transform,
+    finetune_train_transform,
+    pil_bilinear_resize,
+    pretrain_transform,
+)
 
 log = logging.getLogger(__name__)
+
+LOAD_RESIZE_PIL = "pil_bilinear"  # the index metadata value written by an ingest with store_size
 
 Split = Literal["train", "test"]
 Mode = Literal["train", "val", "test"]
@@ -80,7 +93,11 @@ def select_rows(table: pa.Table, fold: int | None, split: Split | None, index_pa
 
 
 class ShardClipDataset(Dataset):
-    """Shared part: the selected rows as plain arrays, epoch keys, frame reading and decoding."""
+    """Shared part: the selected rows as plain arrays, epoch keys, frame reading and decoding.
+
+    ``size`` (the model input side) is the load-time resize target of an index whose metadata
+    says ``load_resize: pil_bilinear``; it is unused for other indices.
+    """
 
     def __init__(
         self,
@@ -91,6 +108,7 @@ class ShardClipDataset(Dataset):
         clip_len: int = NUM_FRAMES,
         seed: int = 0,
         verify_checksums: bool = True,
+        size: int = IMG_SIZE,
     ) -> None:
         self.index_path = Path(index_path)
         table = read_index(self.index_path)
@@ -98,6 +116,13 @@ class ShardClipDataset(Dataset):
         table = table.take(pa.array(keep))
         root = self.index_path.parent
         self.metadata = index_metadata(table)
+        self.load_resize = self.metadata.get("load_resize")
+        if self.load_resize not in (None, LOAD_RESIZE_PIL):
+            raise SelectionError(
+                f"{self.index_path}: unknown load_resize {self.load_resize!r} in the index metadata; "
+                "re-run the ingest stage with this version"
+            )
+        self.size = int(size)
         self.fold, self.split = fold, split
         self.stride, self.clip_len = int(stride), int(clip_len)
         self.seed = int(seed)
@@ -152,6 +177,8 @@ class ShardClipDataset(Dataset):
                 f"{self.shard_paths[self.shard_ids[index]]}: clip {str(self.clip_ids[index])!r} (row "
                 f"{int(self.rows[index])}) does not decode ({str(exc).splitlines()[0]}); re-run the ingest stage"
             ) from None
+        if self.load_resize == LOAD_RESIZE_PIL:
+            frames = pil_bilinear_resize(frames, self.size)  # (U, 3, size, size), the authors' way
         inverse = inverse.reshape(-1)
         if len(unique) == len(inverse) and np.array_equal(inverse, np.arange(len(inverse))):
             return frames  # sorted, no repeats: nothing to gather
@@ -194,7 +221,7 @@ class FinetuneDataset(ShardClipDataset):
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums)
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size)
         if np.any(self.labels < 0):
             bad = str(self.clip_ids[int(np.argmax(self.labels < 0))])
             raise SelectionError(
@@ -237,7 +264,7 @@ class PretrainDataset(ShardClipDataset):
         transform: ClipTransform | None = None,
         verify_checksums: bool = True,
     ) -> None:
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums)
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size)
         self.transform = transform or pretrain_transform(size)
 
     def __getitem__(self, key: SampleKey) -> torch.Tensor:

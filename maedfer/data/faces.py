@@ -15,6 +15,11 @@
   (default margin 0.25: the whole face from hair line to chin with a little context, close to
   the framing of DFEW's released 224 x 224 crops), zero-padded where it leaves the frame,
   resized to ``size``. A clip where no frame has a face raises :class:`NoFaceError`.
+
+Stored size (opt-in, ``datasets.<name>.ingest.store_size``): :func:`store_frames` keeps the
+crop at the source's own resolution (``"source"``: the whole frame for ``PRECROPPED``, the
+unresized patch for ``FIXED_UPPER_CENTRE``) or at another square size, so that the loader can
+resize it to the model input at load time the authors' way (PIL bilinear).
 """
 
 from __future__ import annotations
@@ -234,6 +239,62 @@ def crop_faces_mtcnn(
 
 
 # ----------------------------------------------------------------------------------------------
+
+STORE_SOURCE = "source"  # store_size value: keep the source's resolution
+
+
+def check_store_size(store_size: int | str | None, face_mode: FaceMode) -> int | str | None:
+    """Validate ``store_size`` (None, ``"source"`` or an int >= 16) for ``face_mode``; ValueError naming the fix."""
+    if store_size is None:
+        return None
+    if isinstance(store_size, str) and store_size.strip().lower() == STORE_SOURCE:
+        if FaceMode(face_mode) is FaceMode.MTCNN:
+            raise ValueError(
+                "store_size 'source' needs one frame size per clip, but MTCNN crops vary in size: give "
+                "datasets.<name>.ingest.store_size an integer (e.g. 256) for a raw-video dataset"
+            )
+        return STORE_SOURCE
+    try:
+        value = int(store_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"store_size must be 'source' or an integer >= 16, got {store_size!r}") from None
+    if isinstance(store_size, bool) or value < 16 or str(value) != str(store_size).strip():
+        raise ValueError(f"store_size must be 'source' or an integer >= 16, got {store_size!r}")
+    return value
+
+
+def _same_shape(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Frames resized (bilinear) to the first frame's shape where they differ from it (one size per clip)."""
+    h, w = frames[0].shape[:2]
+    return [np.ascontiguousarray(f) if f.shape[:2] == (h, w) else cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+            for f in frames]
+
+
+def store_frames(
+    frames: Sequence[np.ndarray],
+    face_mode: FaceMode,
+    store_size: int | str,
+    mtcnn: MtcnnSettings | None = None,
+    device: str | None = None,
+) -> list[np.ndarray]:
+    """``face_mode``'s crops at ``store_size`` (an int: square, as :func:`crop_frames`; ``"source"``: unresized).
+
+    With ``"source"``, ``PRECROPPED`` keeps whole frames and ``FIXED_UPPER_CENTRE`` the patch at the
+    frame's own resolution; a frame whose size differs from the clip's first frame is resized to it.
+    """
+    if not frames:
+        raise ValueError("no frames to crop")
+    mode = FaceMode(face_mode)
+    size = check_store_size(store_size, mode)
+    if size != STORE_SOURCE:
+        return crop_frames(frames, mode, int(size), mtcnn, device)
+    if mode is FaceMode.FIXED_UPPER_CENTRE:
+        patches = []
+        for f in frames:
+            top, bottom, left, right = fixed_upper_centre_box(*f.shape[:2])
+            patches.append(f[top:bottom, left:right])
+        return _same_shape(patches)
+    return _same_shape(frames)
 
 
 def crop_frames(

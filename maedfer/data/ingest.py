@@ -14,11 +14,18 @@
 
 A broken video, an unreadable frame, a missing source or a clip without a face is skipped and
 reported in ``<out>/report.json``, never fatal.
+
+``store_size`` (opt-in; None by default, which stores ``size`` x ``size`` crops exactly as
+before, with the same fingerprints) stores the crops at the source's resolution (``"source"``)
+or at another square size, and records ``load_resize: pil_bilinear`` in the index metadata:
+the loaders then resize each decoded frame to the model input with PIL's bilinear filter, as
+the authors' loader does with their original frames (see ``benchmarks/pixel_fidelity.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -31,9 +38,10 @@ from typing import Any
 import cv2
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 from tqdm import tqdm
 
-from maedfer.data.faces import MtcnnSettings, crop_faces_mtcnn
+from maedfer.data.faces import MtcnnSettings, check_store_size, crop_faces_mtcnn
 from maedfer.data.ingest_work import (
     DUPLICATE_ID,
     MISSING_SOURCE,
@@ -63,6 +71,7 @@ log = logging.getLogger(__name__)
 STATE_NAME = "ingest_state.json"
 REPORT_NAME = "report.json"
 STATE_VERSION = 1
+LOAD_RESIZE = "pil_bilinear"  # index metadata ``load_resize`` of a store_size ingest (read by the loaders)
 
 
 @dataclass
@@ -110,9 +119,18 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def ingest_settings(face_mode: FaceMode, size: int, jpeg_quality: int, mtcnn: MtcnnSettings | None) -> dict[str, Any]:
-    """Everything that changes the stored bytes of a clip (not the shard size bound)."""
-    return {
+def ingest_settings(
+    face_mode: FaceMode,
+    size: int,
+    jpeg_quality: int,
+    mtcnn: MtcnnSettings | None,
+    store_size: int | str | None = None,
+) -> dict[str, Any]:
+    """Everything that changes the stored bytes of a clip (not the shard size bound).
+
+    ``store_size`` None adds no key, so the default's fingerprint is the one it always had.
+    """
+    settings: dict[str, Any] = {
         "shard_format": SHARD_FORMAT,
         "face_mode": FaceMode(face_mode).value,
         "size": int(size),
@@ -120,6 +138,16 @@ def ingest_settings(face_mode: FaceMode, size: int, jpeg_quality: int, mtcnn: Mt
         "mtcnn": asdict(mtcnn or MtcnnSettings()) if FaceMode(face_mode) is FaceMode.MTCNN else None,
         "encoder": f"opencv-{cv2.__version__.split('.')[0]}",
     }
+    if store_size is not None:
+        settings["store_size"] = store_size
+        settings["load_resize"] = LOAD_RESIZE
+    return settings
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(height, width) of a JPEG, read from its header (nothing decoded)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.height, img.width
 
 
 def source_key(record: ClipRecord, root: Path, settings_key: str) -> str:
@@ -192,6 +220,7 @@ def ingest(
     num_folds: int | None = None,
     adapter_skipped: Sequence[Any] = (),
     progress: bool | None = None,
+    store_size: int | str | None = None,
 ) -> IngestReport:
     """Decode, crop and shard ``records`` (sources relative to ``root``) into ``out``.
 
@@ -200,7 +229,9 @@ def ingest(
     ``out/ingest_state.json`` and ``out/report.json``. ``workers`` > 0 decodes in that many
     processes (MTCNN always runs in this one, on ``device`` or CUDA when available).
     ``num_folds`` defaults to the highest fold number in the records. ``progress`` None shows
-    a progress bar only on a terminal. Worker processes are spawned, so a script that calls
+    a progress bar only on a terminal. ``store_size`` (None: ``size``; ``"source"``; an int) is the
+    stored frame size; when given, the loaders resize to the model input (PIL bilinear). Worker
+    processes are spawned, so a script that calls
     this with ``workers`` > 0 needs the usual ``if __name__ == "__main__":`` guard.
     """
     start = time.perf_counter()
@@ -211,7 +242,8 @@ def ingest(
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     mtcnn = mtcnn or MtcnnSettings()
-    settings = ingest_settings(face_mode, size, jpeg_quality, mtcnn)
+    store_size = check_store_size(store_size, face_mode)
+    settings = ingest_settings(face_mode, size, jpeg_quality, mtcnn, store_size)
     settings_key = _sha(settings)[:32]
     state_path, report_path, index_path = out / STATE_NAME, out / REPORT_NAME, out / INDEX_NAME
     old_state = _read_json(state_path) or {}
@@ -262,7 +294,7 @@ def ingest(
                 yield (record, key, ("known", (prev["reason"], prev["detail"]))), None
             else:
                 path = str(root / record.source)
-                task = ClipTask(record.clip_id, path, face_mode.value, int(size), int(jpeg_quality))
+                task = ClipTask(record.clip_id, path, face_mode.value, int(size), int(jpeg_quality), store_size)
                 yield (record, key, None), task
 
     pipeline = ClipPipeline(workers)
@@ -285,7 +317,8 @@ def ingest(
                 kind, payload, fps = result
                 if kind == "frames":  # MTCNN: detect + crop here, in one process
                     try:
-                        crops = crop_faces_mtcnn(payload, size, mtcnn, device)
+                        side = size if store_size is None else int(store_size)  # "source" refused for MTCNN
+                        crops = crop_faces_mtcnn(payload, side, mtcnn, device)
                         payload = [encode_jpeg(c, jpeg_quality) for c in crops]
                         kind = "jpeg"
                     except Exception as exc:
@@ -293,7 +326,8 @@ def ingest(
                 if kind == "skip":
                     skip(record, payload[0], payload[1], key)
                     continue
-                clip = writer.add(record.clip_id, payload, height=size, width=size, fps=fps, key=key)
+                height, width = (size, size) if store_size is None else jpeg_size(payload[0])
+                clip = writer.add(record.clip_id, payload, height=height, width=width, fps=fps, key=key)
                 changed_shards = True
                 report.written += 1
                 report.frames_written += clip.num_frames
@@ -314,6 +348,9 @@ def ingest(
         "size": str(size),
         "settings": json.dumps(settings, sort_keys=True),
     }
+    if store_size is not None:  # absent by default: today's indices stay byte-identical
+        metadata["store_size"] = str(store_size)
+        metadata["load_resize"] = LOAD_RESIZE
     table = build_index_table(rows, metadata)
     changed = changed_shards
     if not _same_index(index_path, table):

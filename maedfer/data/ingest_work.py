@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from maedfer.data.faces import NoFaceError, crop_frames
+from maedfer.data.faces import NoFaceError, crop_frames, store_frames
 from maedfer.data.records import FaceMode
 from maedfer.data.video_io import FrameReadError, UnreadableVideoError, read_frames
 
@@ -32,13 +32,18 @@ REMEMBERED = frozenset({UNREADABLE_VIDEO, UNREADABLE_FRAME, NO_FACE})
 
 @dataclass(frozen=True)
 class ClipTask:
-    """One clip to decode: its id, source path and the crop/encode settings."""
+    """One clip to decode: its id, source path and the crop/encode settings.
+
+    ``store_size`` None stores ``size`` x ``size`` crops (the default); ``"source"`` or an int
+    stores them at that size instead (see :func:`~maedfer.data.faces.store_frames`).
+    """
 
     clip_id: str
     path: str
     face_mode: str
     size: int
     jpeg_quality: int
+    store_size: int | str | None = None
 
 
 def encode_jpeg(frame: np.ndarray, quality: int) -> bytes:
@@ -72,7 +77,10 @@ def prepare_clip(task: ClipTask) -> tuple[str, Any, float]:
         frames, fps = read_frames(task.path)
         if FaceMode(task.face_mode) is FaceMode.MTCNN:
             return "frames", frames, fps
-        crops = crop_frames(frames, FaceMode(task.face_mode), task.size)
+        if task.store_size is None:
+            crops = crop_frames(frames, FaceMode(task.face_mode), task.size)
+        else:
+            crops = store_frames(frames, FaceMode(task.face_mode), task.store_size)
         return "jpeg", [encode_jpeg(c, task.jpeg_quality) for c in crops], fps
     except Exception as exc:  # one clip's failure must never stop the run
         return "skip", (skip_reason(exc), f"{type(exc).__name__}: {exc}"), 0.0

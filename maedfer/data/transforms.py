@@ -14,6 +14,11 @@ Pipelines (the authors' VideoMAE-derived ones):
 * :func:`eval_transform`: resize short side to 160, centre crop 160, normalise.
 * :func:`pretrain_transform`: VideoMAE's GroupMultiScaleCrop (scales 1, .875, .75, .66, fixed
   offsets) resized to 160, normalise.
+
+Frames stored larger than the model input (an ingest with ``store_size``) are first resized
+to ``size`` x ``size`` by :func:`pil_bilinear_resize` when the loader reads them, before any
+of these pipelines: PIL's bilinear filter on each decoded frame, as the authors' loader
+resizes their original frames (``Resize((160, 160))`` on PIL images).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from einops import rearrange
+from PIL import Image
 
 from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_SIZE
 from maedfer.data.rand_augment import DEFAULT_CONFIG, RandAugment
@@ -70,6 +76,21 @@ def _resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(clip.shape[-2:]) == tuple(size):
         return clip
     return TF.resize(clip, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+def pil_bilinear_resize(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> uint8 (N, 3, size, size), each frame by PIL's bilinear ``Image.resize``.
+
+    The whole frame is scaled to the square (no crop, aspect ratio not kept), as the authors'
+    ``Resize((size, size))``; frames already ``size`` x ``size`` are returned unchanged.
+    """
+    if frames.ndim != 4 or frames.dtype != torch.uint8:
+        raise ValueError(f"pil_bilinear_resize expects uint8 (N, 3, H, W), got {frames.dtype} {tuple(frames.shape)}")
+    if tuple(frames.shape[-2:]) == (size, size):
+        return frames
+    hwc = frames.permute(0, 2, 3, 1).numpy()
+    out = [np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.BILINEAR)) for f in hwc]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
 
 
 class ResizeShortSide:

@@ -44,6 +44,9 @@ class IngestSettings:
     margin: float = 0.25  # MTCNN crop margin: side = (1 + margin) * box side
     device: str | None = None  # MTCNN device (None: cuda when available, else cpu)
     use_raw_videos: bool = False  # detect faces in the raw videos instead of using the owners' crops
+    # Stored frame size (opt-in): None stores size x size (today); "source" keeps the source's resolution and an
+    # int N stores N x N; either way the loaders resize to the model input with PIL bilinear (the authors' way).
+    store_size: int | str | None = None
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,10 @@ SCHEMA: dict[str, Any] = _obj(
                 "stride": _POS_INT,
                 "ingest": _obj({"size": _POS_INT, "workers": _NONNEG_INT, "use_raw_videos": _BOOL,
                                 "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 100},
-                                "shard_mb": _NUM, "margin": _NUM, "device": {"type": ["string", "null"]}}),
+                                "shard_mb": _NUM, "margin": _NUM, "device": {"type": ["string", "null"]},
+                                # None: size x size (today); "source" or an int: stored so, resized at load
+                                "store_size": {"oneOf": [{"type": "integer", "minimum": 16}, {"const": "source"},
+                                                         {"type": "null"}]}}),
                 "finetune": _obj(FINETUNE_SETTINGS),  # this dataset's recipe overrides (FERV39k's batch)
             },
             required=("adapter", "root"),
