@@ -48,7 +48,28 @@ def training_config(cls: type[T], args: argparse.Namespace, profile: Profile | N
         flags["auto_augment"] = None
     if (profile is None) != (entry is None):
         raise ValueError(f"--params and {flag} go together")
-    return resolve_config(cls, None, flags) if profile is None else from_profile(profile, flags)
+    cfg = resolve_config(cls, None, flags) if profile is None else from_profile(profile, flags)
+    check_settings(cfg, flags, "defaults" if profile is None else f"{profile.path}: {flag} {entry}")
+    return cfg
+
+
+def check_settings(cfg: Any, flags: dict[str, Any], source: str) -> None:
+    """Recipe values in range and the model buildable (on the meta device), before any work.
+
+    A problem is a ValueError naming the flag that set the value, else ``source`` (the params file and entry).
+    """
+    from dataclasses import asdict
+
+    from maedfer.settings.validate import check_model, value_problems
+
+    def key_of(key: str) -> str:
+        return f"--{key.replace('_', '-')}" if key in flags else f"{source}: {key}"
+
+    if problems := value_problems(asdict(cfg), key_of):
+        raise ValueError(problems[0])
+    where = next((f"--{k.replace('_', '-')}" for k in ("arch_kwargs", "arch") if k in flags), source)
+    build = {"drop_path_rate": cfg.drop_path} if hasattr(cfg, "drop_path") else {}
+    check_model(cfg.arch, dict(cfg.arch_kwargs), where, **build)
 
 
 def settings_from_json(flags: dict[str, Any]) -> dict[str, Any]:

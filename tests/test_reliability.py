@@ -12,13 +12,14 @@ import stat
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from maedfer.data.acquire import UnsafeArchiveError, acquire
 
@@ -243,3 +244,73 @@ def test_flipped_shard_byte_is_named_and_reingest_rewrites_only_that_clip(tmp_pa
     assert [s for i, s in enumerate(table.column("shard").to_pylist()) if i != bad] == shards[:bad] + shards[bad + 1:]
     assert verify_index(out / "index.parquet") == 7
     assert ingest(records, root, out).written == 0  # and it stays fixed
+
+
+# ---------------------------------------------------------------- settings fail early (item 5)
+def _demo_params(tmp_path: Path, change: Callable[[dict], None]) -> Path:
+    data = yaml.safe_load((REPO / "params" / "demo.yaml").read_text())
+    change(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _set(*keys: str, value: object) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        node = data
+        for k in keys[:-1]:
+            node = node[k]
+        node[keys[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set("finetune", "defaults", "base_lr", value=-1e-3), "finetune.defaults.base_lr: -0.001 must be > 0"),
+        (_set("pretrain", "runs", "mae_dfer", value={"base_lr": -1.0}), "pretrain.runs.mae_dfer.base_lr: -1.0 must"),
+        (_set("datasets", "dfew", "folds", value=[1, 2, 3, 4, 5, 9]), "datasets.dfew.folds: [9] are not folds of dfew"),
+        (_set("pretrain", "defaults", "arch_kwargs", "mask_ratio", value=1.0),
+         "pretrain.defaults.arch_kwargs.mask_ratio: 1.0 must be in [0, 1)"),
+    ],
+)
+def test_bad_recipe_values_fail_when_the_params_file_loads(tmp_path: Path, change, message: str) -> None:
+    from maedfer.workflow.profile import ParamsError, load_profile
+
+    path = _demo_params(tmp_path, change)
+    with pytest.raises(ParamsError) as info:
+        load_profile(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_workflow_check_builds_every_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from maedfer.commands.workflow import run
+
+    path = _demo_params(tmp_path, _set("finetune", "experiments", "mae_dfer", "arch_kwargs",
+                                       value={"region_size": [4, 4, 3]}))
+    assert run(argparse.Namespace(action="check", params=[str(path)])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{path}: finetune.experiments.mae_dfer on datasets.dfew " in err
+    assert "(finetune.experiments.mae_dfer.arch_kwargs)" in err and "does not tile the 4x6x6 token grid" in err
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--arch-kwargs", '{"nosuch": 1}'], "--arch-kwargs: model lgi_former_test with arch_kwargs {'nosuch': 1} "
+                                             "cannot be built: "),
+        (["--arch-kwargs", "{nosuch"], "--arch-kwargs: not valid JSON"),
+        (["--arch-kwargs", '{"region_size": [2, 3, 5]}'], "--arch-kwargs: model lgi_former_test"),
+        (["--base-lr", "-1"], "--base-lr: -1.0 must be > 0"),
+    ],
+)
+def test_bad_flags_fail_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],
+                                        message: str) -> None:
+    from pipeline import finetune as stage
+
+    argv = ["--dataset", "toy", "--index", str(tmp_path / "none.parquet"), "--fold", "1", "--out",
+            str(tmp_path / "o"), "--arch", "lgi_former_test", "--no-tracking", *flags]
+    assert stage.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"finetune: error: {message}"), err

@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``maedfer workflow`` (check, jobs, dvc)."""
     p = add_command(subparsers, "workflow", __doc__)
     sub = p.add_subparsers(dest="action", required=True)
-    check = sub.add_parser("check", help="validate params files against the schema and their cross references")
+    check = sub.add_parser("check", help="validate params files: schema, cross references, every run's recipe values "
+                                         "and model (built on the meta device)")
     check.add_argument("params", nargs="*", default=["params.yaml", "params/demo.yaml"])
     jobs = sub.add_parser("jobs", help="the jobs (commands, inputs, outputs) a target needs, as JSON")
     jobs.add_argument("--params", default="params.yaml")
@@ -35,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         if args.action == "check":
+            from maedfer.settings.validate import model_problems
+
             for path in args.params:
                 profile = load_profile(path)
+                if problems := model_problems(profile.params):  # every run's model, built on the meta device
+                    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                    raise ParamsError(f"{path}: {problems[0]}{more}")
                 sys.stdout.write(f"{path}: ok (profile {profile.name}, {len(build_plan(path).jobs)} jobs)\n")
             return 0
         if args.action == "jobs":

@@ -1,7 +1,8 @@
 """A params file (params.yaml, params/demo.yaml) loaded, validated and resolved into stage settings.
 
 :func:`load_profile` checks the file against :mod:`maedfer.workflow.schema` and then every cross
-reference, raising :class:`ParamsError` with one line that names the file and the bad key. The
+reference and every run's recipe values (:mod:`maedfer.settings.validate`), raising
+:class:`ParamsError` with one line that names the file and the bad key. The
 :class:`Profile` answers what each stage needs: the resolved settings of a pretraining or of a
 fine-tuning experiment on a dataset, the folds of a table, and where every output lives.
 
@@ -21,6 +22,7 @@ from maedfer.settings import FinetuneConfig, PretrainConfig
 from maedfer.settings import resolve as _resolve
 from maedfer.settings.arch_names import PRETRAIN_PREFIX, is_pretrain_arch
 from maedfer.settings.params import Params
+from maedfer.settings.validate import recipe_value_problems
 from maedfer.workflow.schema import SCHEMA
 
 RELEASED_ENTRY_KEYS = frozenset({"checkpoint", "arch", "arch_kwargs"})  # a released pretraining entry's keys
@@ -282,7 +284,7 @@ def load_profile(path: str | Path) -> Profile:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ParamsError(f"{path}: {_key_path(e.absolute_path)}: {msg}{more}")
     profile = Profile(path=path, data=data, params=Params.from_dict(data))
-    problems = _check_references(profile) or _check_paper_rows(profile)
+    problems = _check_references(profile) or _check_paper_rows(profile) or recipe_value_problems(profile.params)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ParamsError(f"{path}: {problems[0]}{more}")
