@@ -28,4 +28,11 @@ include: "workflow/rules/released.smk"
 
 
 onstart:
+    # Every run's model, built on the meta device (torch is imported here, never at parse time): a bad
+    # region size or constructor argument stops the workflow before its first job, not after upstream ones.
+    from maedfer.settings.validate import model_problems
+
+    if problems := [f"{plan.params_file}: {line}" for plan in (PAPER, DEMO) for line in model_problems(plan.profile.params)]:
+        sys.stderr.write("\n".join(f"maedfer: error: {line}" for line in problems) + "\n")
+        raise WorkflowError(f"{len(problems)} model setting(s) cannot be built; nothing was run")
     stop_on_missing_datasets()  # a dataset folder or checkpoint a job needs is absent: stop before any job starts

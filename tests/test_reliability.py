@@ -7,6 +7,7 @@ import contextlib
 import io
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -314,3 +315,26 @@ def test_bad_flags_fail_before_any_work(tmp_path: Path, capsys: pytest.CaptureFi
     assert stage.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"finetune: error: {message}"), err
+
+
+def test_snakemake_stops_on_a_model_that_cannot_be_built_before_any_job(tmp_path: Path) -> None:
+    def change(data: dict) -> None:  # a profile of its own, writing only under tmp_path if a job ever started
+        data["finetune"]["experiments"]["mae_dfer"]["arch_kwargs"] = {"region_size": [4, 4, 3]}
+        data["profile"], data["demo_data"]["out"] = "badcheck", str(tmp_path / "data")
+        data["paths"] = {k: str(tmp_path / k) for k in ("shards", "runs", "results")}
+        for spec in data["datasets"].values():
+            spec["root"] = spec["root"].replace("data/demo", str(tmp_path / "data"))
+
+    path = _demo_params(tmp_path, change)
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "--cores", "1", "--nolock", "--config",
+           f"demo_params={path}", f"logs={tmp_path / 'logs'}", "--", "demo"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # jobs started (the check is missing): stop snakemake and its jobs
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0 and "model setting(s) cannot be built; nothing was run" in out, out
+    assert "does not tile the 4x6x6 token grid" in out and not (tmp_path / "data").exists()
