@@ -20,7 +20,7 @@ from maedfer.models import create_model
 from maedfer.settings.resolve import recipe_problems
 from maedfer.train.optim import build_optimizer
 from maedfer.train.recipe import Recipe, accumulation, plan_updates
-from maedfer.workflow.profile import load_profile
+from maedfer.workflow.profile import ParamsError, load_profile
 from tests.test_settings import ROOT
 
 DFEW_FOLD1_TRAIN = 9356  # DATASETS.md; the authors' split01/train.csv
@@ -127,9 +127,11 @@ def test_paper_params_have_no_total_batch_the_gpus_cannot_split(paper, tmp_path)
     assert recipe_problems(demo.params) == []
     text = (ROOT / "params.yaml").read_text().replace("resources: {gpus: 1, cpus: 12", "resources: {gpus: 2, cpus: 12")
     (tmp_path / "p.yaml").write_text(text)
-    problems = recipe_problems(load_profile(tmp_path / "p.yaml").params)
-    assert problems[0] == ("finetune.experiments.mae_dfer on datasets.dfew: total_batch 96 is not a multiple of "
-                           "batch_size 32 x 2 GPU(s) (resources.gpus); change total_batch, batch_size or gpus")
+    with pytest.raises(ParamsError) as err:  # found when the params file loads, before any job starts
+        load_profile(tmp_path / "p.yaml")
+    assert str(err.value).startswith(
+        f"{tmp_path / 'p.yaml'}: finetune.experiments.mae_dfer on datasets.dfew: total_batch 96 is not a multiple of "
+        "batch_size 32 x 2 GPU(s) (resources.gpus); change total_batch, batch_size or gpus")
 
 
 def test_total_batch_derives_the_accumulation_or_names_the_key():

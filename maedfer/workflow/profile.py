@@ -22,6 +22,7 @@ from maedfer.settings import FinetuneConfig, PretrainConfig
 from maedfer.settings import resolve as _resolve
 from maedfer.settings.arch_names import PRETRAIN_PREFIX, is_pretrain_arch
 from maedfer.settings.params import Params
+from maedfer.settings.resolve import recipe_problems
 from maedfer.settings.validate import recipe_value_problems
 from maedfer.workflow.schema import SCHEMA
 
@@ -284,7 +285,8 @@ def load_profile(path: str | Path) -> Profile:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ParamsError(f"{path}: {_key_path(e.absolute_path)}: {msg}{more}")
     profile = Profile(path=path, data=data, params=Params.from_dict(data))
-    problems = _check_references(profile) or _check_paper_rows(profile) or recipe_value_problems(profile.params)
+    problems = (_check_references(profile) or _check_paper_rows(profile) or recipe_value_problems(profile.params)
+                or recipe_problems(profile.params))
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ParamsError(f"{path}: {problems[0]}{more}")
