@@ -58,10 +58,11 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
+def format_bytes(n: float, byte_unit: str = "bytes") -> str:
+    """A byte count for people: ``512 bytes``, ``400.0 KB``, ``1.2 GB`` (powers of 1000; ``byte_unit`` below 1 KB)."""
+    for unit in (byte_unit, "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == byte_unit else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
 
@@ -76,8 +77,8 @@ def write_error(path: str | os.PathLike, exc: BaseException, needed: int | None 
         code = errno.ENOSPC if full else errno.EIO
     if code in (errno.ENOSPC, errno.EDQUOT):
         what = "disk full" if code == errno.ENOSPC else "disk quota exceeded"
-        need = f"{_size(needed)} needed, " if needed else ""
-        have = f"{_size(free)} free" if free is not None else "free space unknown"
+        need = f"{format_bytes(needed)} needed, " if needed else ""
+        have = f"{format_bytes(free)} free" if free is not None else "free space unknown"
         return WriteError(code, f"{path}: cannot write: {what} ({need}{have}); free some space and run again")
     name = errno.errorcode.get(code, str(code))
     reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from maedfer.data.acquire import acquire_many
 from maedfer.data.adapters import ADAPTERS, LayoutError, get_adapter
+from maedfer.io_utils import format_bytes
 from pipeline._stage import add_shared_flags, load_params, stage_main, stage_parser
 
 NAME = "acquire"
@@ -45,14 +46,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds (default 60)")
     p.add_argument("--no-validate", action="store_true", help="do not check the dataset layout afterwards")
     return p
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 def resolve_dest(args: argparse.Namespace) -> Path:
@@ -85,7 +78,7 @@ def run(args: argparse.Namespace) -> str:
     fetched = sum(r.downloaded_bytes for r in results)
     summary = f"{args.dataset}: {len(results)} source(s) -> {args.dest}: {done}"
     if fetched:
-        summary += f"; downloaded {_size(fetched)}"
+        summary += f"; downloaded {format_bytes(fetched, 'B')}"
     if not args.no_validate:
         try:
             get_adapter(args.dataset, args.dest).validate()
