@@ -247,3 +247,35 @@ def test_evaluate_released_runs_the_authors_format_checkpoints_on_demo_data(serv
     assert "| paper (Table 5) |" in table and "63.41" in table and "74.43" in table
     assert metrics["paper"] == {"uar": 63.41, "war": 74.43}
     assert (tmp_path / "results" / "released" / "dfew" / "released_dfew.csv").read_text().startswith("dataset,fold,")
+
+
+def test_download_entry_reads_url_sha256_and_the_nearest_where_from_the_params_file(tmp_path):
+    import argparse
+
+    from pipeline.download import fill_from_entry
+
+    data = {"released": {"finetuned": {"dfew": {"where": "the authors' README", "folds": {
+        "fold1": {"url": "https://example.invalid/f1.pth", "sha256": "ab" * 32},
+        "fold2": {"url": "https://example.invalid/f2.pth", "where": "a mirror"}}}}}}
+
+    def args(**kw):
+        return argparse.Namespace(**{"url": None, "sha256": None, "where": None, **kw})
+
+    a = args(entry="released.finetuned.dfew.folds.fold1")
+    fill_from_entry(a, data, "p.yaml")
+    assert (a.url, a.sha256, a.where) == ("https://example.invalid/f1.pth", "ab" * 32, "the authors' README")
+    b = args(entry="released.finetuned.dfew.folds.fold2", url="https://flag.invalid/x.pth")  # an explicit flag wins
+    fill_from_entry(b, data, "p.yaml")
+    assert (b.url, b.sha256, b.where) == ("https://flag.invalid/x.pth", None, "a mirror")
+    with pytest.raises(ValueError, match=r"^p.yaml: --entry released.finetuned.dfew.folds.fold9: no such key"):
+        fill_from_entry(args(entry="released.finetuned.dfew.folds.fold9"), data, "p.yaml")
+
+
+def test_every_download_is_one_dvc_foreach_group():
+    from maedfer.workflow.plan import build_plan
+
+    plan = build_plan(ROOT / "params.yaml")
+    downloads = [j for j in plan.jobs.values() if j.stage == "download"]
+    assert len(downloads) == 11 and {j.template.group for j in downloads} == {"download"}  # the released folds
+    assert "  download:\n    foreach:\n" in (ROOT / "paper/dvc.yaml").read_text()
+    assert all(j.cmd[j.cmd.index("--entry") + 1] in j.params_keys for j in downloads)

@@ -30,8 +30,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from maedfer.data.faces import MtcnnSettings, check_store_size, crop_faces_mtcnn
+from maedfer.data.ingest_report import IngestReport, jsonable
 from maedfer.data.ingest_work import (
     DUPLICATE_ID,
     MISSING_SOURCE,
@@ -72,43 +73,6 @@ STATE_NAME = "ingest_state.json"
 REPORT_NAME = "report.json"
 STATE_VERSION = 1
 LOAD_RESIZE = "pil_bilinear"  # index metadata ``load_resize`` of a store_size ingest (read by the loaders)
-
-
-@dataclass
-class IngestReport:
-    """What one ``ingest`` call did (also written to ``<out>/report.json``)."""
-
-    dataset: str
-    out: str
-    face_mode: str
-    size: int
-    seen: int = 0  # records read from the adapter
-    stored: int = 0  # clips in the index
-    written: int = 0  # clips decoded and written by this run
-    reused: int = 0  # clips already in finished shards (resume / re-run)
-    skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> clip ids
-    skipped_detail: dict[str, str] = field(default_factory=dict)  # clip id -> message
-    adapter_skipped: list[Any] = field(default_factory=list)  # what the adapter left out
-    class_names: list[str] = field(default_factory=list)
-    frames_written: int = 0
-    frames_stored: int = 0
-    shards: int = 0
-    bytes_on_disk: int = 0  # index + shards the index refers to
-    seconds: float = 0.0
-    frames_per_second: float = 0.0  # frames written / seconds
-    up_to_date: bool = False  # True when this run changed no file
-
-    @property
-    def num_skipped(self) -> int:
-        """Number of clips skipped, over all reasons."""
-        return sum(len(v) for v in self.skipped.values())
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as written to ``report.json`` (with per-reason counts)."""
-        data = asdict(self)
-        data["skipped_counts"] = {reason: len(ids) for reason, ids in sorted(self.skipped.items())}
-        data["num_skipped"] = self.num_skipped
-        return data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,18 +128,6 @@ def source_key(record: ClipRecord, root: Path, settings_key: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
-
-
-def _jsonable(item: Any) -> Any:
-    if is_dataclass(item) and not isinstance(item, type):
-        return {k: _jsonable(v) for k, v in asdict(item).items()}
-    if isinstance(item, Mapping):
-        return {str(k): _jsonable(v) for k, v in item.items()}
-    if isinstance(item, list | tuple):
-        return [_jsonable(v) for v in item]
-    if isinstance(item, str | int | float | bool) or item is None:
-        return item
-    return str(item)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -337,7 +289,7 @@ def ingest(
         pipeline.close()
 
     # Index, state and report: rewritten only when their content changes.
-    report.adapter_skipped = _jsonable(list(adapter_skipped))  # an adapter fills it while iterating
+    report.adapter_skipped = jsonable(list(adapter_skipped))  # an adapter fills it while iterating
     report.stored = len(rows)
     report.frames_stored = sum(r["num_frames"] for r in rows)
     metadata = {

@@ -35,6 +35,7 @@ from einops import rearrange
 from PIL import Image
 
 from maedfer.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_SIZE
+from maedfer.data.erasing import RandomErasing, check_clip
 from maedfer.data.rand_augment import DEFAULT_CONFIG, RandAugment
 
 # The authors' crop ranges: scale [0.08, 1.0], aspect ratio [0.75, 1.3333] (sic, not 4/3).
@@ -48,11 +49,6 @@ class ClipTransform(Protocol):
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Transform ``clip`` drawing any randomness from ``rng``."""
         ...
-
-
-def _check_clip(clip: torch.Tensor, name: str) -> None:
-    if clip.ndim != 4:
-        raise ValueError(f"{name} expects a clip (T, C, H, W), got shape {tuple(clip.shape)}")
 
 
 class Compose:
@@ -101,7 +97,7 @@ class ResizeShortSide:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Resize the clip so that its short side is ``size``."""
-        _check_clip(clip, "ResizeShortSide")
+        check_clip(clip, "ResizeShortSide")
         h, w = clip.shape[-2:]
         if min(h, w) == self.size:
             return clip
@@ -122,7 +118,7 @@ class CenterCrop:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """The central crop of the clip."""
-        _check_clip(clip, "CenterCrop")
+        check_clip(clip, "CenterCrop")
         h, w = clip.shape[-2:]
         if h < self.size or w < self.size:
             raise ValueError(f"CenterCrop({self.size}) on a {h}x{w} clip; resize it first")
@@ -179,7 +175,7 @@ class RandomResizedCrop:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The same random crop on every frame, resized to ``size`` x ``size``."""
-        _check_clip(clip, "RandomResizedCrop")
+        check_clip(clip, "RandomResizedCrop")
         top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], rng, self.scale, self.ratio)
         t, c = clip.shape[:2]
         crop = clip[..., top : top + h, left : left + w].float().contiguous().view(t * c, 1, h, w)
@@ -220,86 +216,13 @@ class Normalize:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """(x / 255 for uint8) minus the mean, divided by the std, per channel, as float32."""
-        _check_clip(clip, "Normalize")
+        check_clip(clip, "Normalize")
         scale = self._scale_u8 if clip.dtype == torch.uint8 else self._scale_f
         x = clip.float() if clip.dtype != torch.float32 else clip.clone()
         return x.mul_(scale).sub_(self._shift)
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
-
-
-class RandomErasing:
-    """Erase one box (``count`` boxes) at the same place in every frame (VideoMAE's "cube" mode).
-
-    Box: area fraction uniform in [min_area, max_area] / count, log-uniform aspect ratio in
-    [min_aspect, 1 / min_aspect], 100 attempts. Fill by ``mode``: 'pixel' = standard normal
-    noise per pixel, 'rand' = one normal colour, 'const' = 0 (on a normalised clip). As the
-    authors', the noise is drawn afresh for every frame; ``same_noise=True`` draws it once.
-    Works on float clips (normalised).
-    """
-
-    def __init__(
-        self,
-        probability: float = 0.25,
-        mode: str = "pixel",
-        min_area: float = 0.02,
-        max_area: float = 1 / 3,
-        min_aspect: float = 0.3,
-        max_aspect: float | None = None,
-        count: int = 1,
-        same_noise: bool = False,
-    ) -> None:
-        if mode not in ("pixel", "rand", "const"):
-            raise ValueError(f"RandomErasing mode must be 'pixel', 'rand' or 'const', got {mode!r}")
-        self.probability = float(probability)
-        self.mode = mode
-        self.min_area, self.max_area = float(min_area), float(max_area)
-        self.log_aspect = (math.log(min_aspect), math.log(max_aspect or 1.0 / min_aspect))
-        self.count = int(count)
-        self.same_noise = bool(same_noise)
-
-    def boxes(self, height: int, width: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
-        """The (top, left, h, w) boxes to erase (empty when the coin says no)."""
-        if rng.random() > self.probability:
-            return []
-        area = height * width
-        out = []
-        for _ in range(self.count):
-            for _ in range(100):
-                target_area = rng.uniform(self.min_area, self.max_area) * area / self.count
-                aspect = math.exp(rng.uniform(*self.log_aspect))
-                h = int(round(math.sqrt(target_area * aspect)))
-                w = int(round(math.sqrt(target_area / aspect)))
-                if w < width and h < height:
-                    out.append((int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)), h, w))
-                    break
-        return out
-
-    def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """The clip with the same random rectangles erased in every frame."""
-        _check_clip(clip, "RandomErasing")
-        if not clip.is_floating_point():
-            raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
-        t, c, height, width = clip.shape
-        boxes = self.boxes(height, width, rng)
-        if not boxes:
-            return clip
-        clip = clip.clone()
-        gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
-        for top, left, h, w in boxes:
-            frames = 1 if self.same_noise else t
-            if self.mode == "pixel":
-                fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype)
-            elif self.mode == "rand":
-                fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype)
-            else:
-                fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype)
-            clip[:, :, top : top + h, left : left + w] = fill
-        return clip
-
-    def __repr__(self) -> str:
-        return f"RandomErasing(p={self.probability}, mode={self.mode!r}, count={self.count})"
 
 
 class GroupMultiScaleCrop:
@@ -351,7 +274,7 @@ class GroupMultiScaleCrop:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The same multi-scale crop on every frame, resized to ``size`` x ``size``."""
-        _check_clip(clip, "GroupMultiScaleCrop")
+        check_clip(clip, "GroupMultiScaleCrop")
         cw, ch, ow, oh = self.params(clip.shape[-2], clip.shape[-1], rng)
         return _resize(clip[..., oh : oh + ch, ow : ow + cw], (self.size, self.size))
 
@@ -364,7 +287,7 @@ class ToModelLayout:
 
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator | None = None) -> torch.Tensor:
         """The clip as contiguous float32 (C, T, H, W)."""
-        _check_clip(clip, "ToModelLayout")
+        check_clip(clip, "ToModelLayout")
         return rearrange(clip.float(), "t c h w -> c t h w").contiguous()
 
     def __repr__(self) -> str:

@@ -26,13 +26,19 @@ AUTHORS_README = "the authors' README (github.com/sunlicai/MAE-DFER)"
 
 
 def download_job(b: _Builder, spec: dict[str, Any], key: str, name: str) -> Job:
-    """The job that downloads ``spec['url']`` to ``spec['path']`` (sha256 pinned or recorded)."""
+    """The job that downloads ``spec['url']`` to ``spec['path']`` (sha256 pinned or recorded).
+
+    The stage reads url, sha256 and where from the params entry ``key`` (``--entry``), so every download
+    is one command template: one DVC ``foreach`` group, ``download@<name>``.
+    """
     path = spec["path"]
-    cmd = [*stage_cmd("download", 0), "--params", b.plan.params_file, "--url", spec["url"],
-           *(["--sha256", spec["sha256"]] if spec.get("sha256") else []),
-           *(["--where", spec["where"]] if spec.get("where") else []), "--out", path]
-    return b.plan.add(Job(name=name, stage="download", rule="download", wildcards={"download": path}, cmd=cmd,
-                          inputs=[], outputs=[path], params_keys=[key], settings=spec))
+    template = Template(group="download", key="{name}",
+                        cmd=(*stage_cmd("download", 0), "--params", b.plan.params_file, "--entry", "{entry}",
+                             "--out", "{path}"),
+                        inputs=(), outputs=("{path}",), params_keys=("{entry}",))
+    item = {"name": name.removeprefix("download_"), "entry": key, "path": path}
+    return b.plan.add(Job(name=name, stage="download", rule="download", wildcards={"download": path},
+                          template=template, item=item, **template.fill(item), settings=spec))
 
 
 def checkpoint_file(b: _Builder, spec: dict[str, Any], key: str, name: str) -> dict[str, str]:
