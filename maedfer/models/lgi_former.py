@@ -63,9 +63,11 @@ class LocalGlobalInteraction(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, local: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
-        """Local tokens after reading the representative tokens."""
-        # local: (B, M*N, C); regions: (B, M, C)
-        return local + self.drop_path(self.attn(self.norm_q(local), self.norm_kv(regions)))
+        """Local tokens after reading the representative tokens (same shape as ``local``)."""
+        # local: (B, M, N, C), may be a strided view of the block's tokens; regions: (B, M, C)
+        q = self.norm_q(local)  # (B, M, N, C), contiguous: the norm reads the view, no copy before it
+        out = self.attn(q.flatten(1, 2), self.norm_kv(regions))  # (B, M*N, C)
+        return local + self.drop_path(out.view(q.shape))  # (B, M, N, C)
 
 
 class SkipInteraction(nn.Module):
@@ -107,8 +109,8 @@ class LGIBlock(nn.Module):
         b, m, s, c = x.shape
         x = self.intra(x.reshape(b * m, s, c)).reshape(b, m, s, c)
         regions = self.inter(x[:, :, 0])  # (B, M, C)
-        local = self.lgi(x[:, :, 1:].reshape(b, m * (s - 1), c), regions)  # (B, M*N, C)
-        x = torch.cat([regions.unsqueeze(2), local.reshape(b, m, s - 1, c)], dim=2)  # (B, M, 1+N, C)
+        local = self.lgi(x[:, :, 1:], regions)  # (B, M, N, C); the slice is read in place, never copied
+        x = torch.cat([regions.unsqueeze(2), local], dim=2)  # (B, M, 1+N, C)
         return x + self.drop_path(self.mlp(self.norm_mlp(x)))
 
 

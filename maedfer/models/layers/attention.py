@@ -26,6 +26,8 @@ class _AttentionBase(nn.Module):
         else:
             self.register_parameter("q_bias", None)
             self.register_parameter("v_bias", None)
+        # The keys' zero bias, kept once (not a parameter, not saved): the fused bias is one cat per call.
+        self.register_buffer("k_bias", torch.zeros(dim) if qkv_bias else None, persistent=False)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -51,7 +53,7 @@ class SelfAttention(_AttentionBase):
         # x: (B, L, C)
         bias = None
         if self.q_bias is not None:
-            bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
+            bias = torch.cat([self.q_bias, self.k_bias.to(self.q_bias.dtype), self.v_bias])
         qkv = F.linear(x, self.qkv.weight, bias)  # (B, L, 3C)
         q, k, v = rearrange(qkv, "b l (three h d) -> three b h l d", three=3, h=self.num_heads)
         return self._attend(q, k, v)
@@ -78,7 +80,7 @@ class CrossAttention(_AttentionBase):
         # x: (B, Lq, C); context: (B, Lk, Cc)
         kv_bias = None
         if self.q_bias is not None:
-            kv_bias = torch.cat([torch.zeros_like(self.v_bias), self.v_bias])
+            kv_bias = torch.cat([self.k_bias.to(self.v_bias.dtype), self.v_bias])
         q = F.linear(x, self.q.weight, self.q_bias)  # (B, Lq, C)
         kv = F.linear(context, self.kv.weight, kv_bias)  # (B, Lk, 2C)
         q = rearrange(q, "b l (h d) -> b h l d", h=self.num_heads)
