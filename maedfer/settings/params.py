@@ -47,6 +47,13 @@ class IngestSettings:
     # Stored frame size (opt-in): None stores size x size (today); "source" keeps the source's resolution and an
     # int N stores N x N; either way the loaders resize to the model input with PIL bilinear (the authors' way).
     store_size: int | str | None = None
+    # MTCNN (raw videos) at scale: detection runs on a copy whose longer side is at most detect_max_side pixels
+    # (boxes mapped back), and on every detect_every-th frame only (1: every frame; k > 1: the frames between two
+    # agreeing detections take interpolated boxes). progress_seconds: a progress line in the log this often when
+    # the output is not a terminal (0: none).
+    detect_max_side: int = 640
+    detect_every: int = 1
+    progress_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
