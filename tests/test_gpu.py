@@ -41,3 +41,25 @@ def test_gpu_fp32_matches_cpu():
         cpu = model(x)
         gpu = model.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(gpu, cpu, atol=2e-3, rtol=2e-3)
+
+
+def test_cuda_graph_compile_train_step_and_static_eval_match_eager():
+    from maedfer.train.compile import StaticBatch, compile_mode, compile_model
+
+    torch.manual_seed(0)
+    model = create_model("lgi_former_test", num_classes=7).cuda()
+    mode = compile_mode("auto", torch.device("cuda"))
+    assert mode == "reduce-overhead"
+    fwd = compile_model(model, mode)
+    x = torch.randn(4, 3, 16, 160, 160, device="cuda")
+    for _ in range(3):  # warm-up, record, replay
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fwd(x).float().logsumexp(-1).mean()
+        loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        eager = model(x[:3]).float()
+        static = StaticBatch(fwd, size=4)
+        compiled = torch.cat([static(x[:2]), static(x[2:3])]).float()
+    torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=1e-3)
