@@ -2,12 +2,14 @@
 
     python -m pipeline.ingest --dataset dfew --root /data/DFEW --out data/shards/dfew [--size 160]
         [--store-size source|N] [--use-raw-videos] [--workers N] [--jpeg-quality 90] [--shard-mb 256] [--margin 0.25]
-        [--device cpu|cuda] [--verify]
+        [--device cpu|cuda] [--detect-every K] [--detect-max-side PX] [--progress-seconds S] [--verify]
     python -m pipeline.ingest --params params.yaml --dataset dfew --root data/raw/dfew --out ...   # as the DAG does
 
 Settings: explicit flags > the params file's datasets.<name>.ingest > the defaults below.
 Outputs under --out: index.parquet, shards/shard-NNNNN.parquet, report.json, ingest_state.json.
 Re-running resumes an interrupted run and rewrites nothing when input and settings are unchanged.
+SIGTERM (a scheduler's time limit) or Ctrl-C stops at the next clip boundary, keeps the finished clips
+in closed shards, prints one line saying so and exits with 128 + the signal number (143, 130).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_setting_flags(parser, IngestSettings, ["shard_mb", "margin"], float,
                       {"shard_mb": "bound on the JPEG bytes of one shard, in MiB",
                        "margin": "MTCNN crop margin: side = (1 + margin) * box side"})
+    add_setting_flags(parser, IngestSettings, ["detect_every", "detect_max_side"], int,
+                      {"detect_every": "MTCNN on every K-th frame only, interpolated between agreeing detections "
+                                       "(1: every frame)",
+                       "detect_max_side": "MTCNN runs on a copy downscaled to at most this many pixels"})
+    add_setting_flags(parser, IngestSettings, ["progress_seconds"], float,
+                      {"progress_seconds": "a progress line in the log this often when not on a terminal (0: off)"})
     parser.add_argument("--device", default=argparse.SUPPRESS,
                         help="MTCNN device (default: cuda when available, else cpu)")
     parser.add_argument("--verify", action="store_true", help="check every stored clip against its checksum after")
@@ -85,13 +93,17 @@ def resolve_settings(args: argparse.Namespace) -> tuple[str, IngestSettings]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Ingest the dataset as ``args`` say; prints a one-line summary."""
+    """Ingest the dataset as ``args`` say; prints a one-line summary (or one line saying it was stopped)."""
     from maedfer.data.adapters import get_adapter
     from maedfer.data.faces import MtcnnSettings
     from maedfer.data.ingest import ingest
+    from maedfer.data.ingest_stop import IngestInterrupted
     from maedfer.data.shards import INDEX_NAME, verify_index
 
     adapter_name, settings = resolve_settings(args)
+    if settings.detect_every < 1 or settings.detect_max_side < 16:
+        raise ValueError(f"--detect-every must be >= 1 and --detect-max-side >= 16 (datasets.{args.dataset}.ingest), "
+                         f"got {settings.detect_every} and {settings.detect_max_side}")
     if not args.root.exists():
         from maedfer.workflow.plan import missing_root_message
 
@@ -99,24 +111,31 @@ def run(args: argparse.Namespace) -> int:
     options = {"use_raw_videos": True} if settings.use_raw_videos else {}
     adapter = get_adapter(adapter_name, args.root, **options)
     records = list(adapter.records())  # a list gives the progress bar its total
-    report = ingest(
-        records,
-        root=args.root,
-        out=args.out,
-        face_mode=adapter.face_mode,
-        size=settings.size,
-        jpeg_quality=settings.jpeg_quality,
-        shard_bytes=int(settings.shard_mb * 2**20),
-        workers=settings.workers,
-        mtcnn=MtcnnSettings(margin=settings.margin),
-        device=settings.device,
-        dataset=adapter_name.lower(),
-        class_names=list(adapter.class_names),
-        num_folds=getattr(adapter, "num_folds", None),
-        adapter_skipped=adapter.skipped,
-        progress=False if args.no_progress else None,
-        store_size=settings.store_size,
-    )
+    try:
+        report = ingest(
+            records,
+            root=args.root,
+            out=args.out,
+            face_mode=adapter.face_mode,
+            size=settings.size,
+            jpeg_quality=settings.jpeg_quality,
+            shard_bytes=int(settings.shard_mb * 2**20),
+            workers=settings.workers,
+            mtcnn=MtcnnSettings(margin=settings.margin, detect_max_side=settings.detect_max_side,
+                                detect_every=settings.detect_every),
+            device=settings.device,
+            dataset=adapter_name.lower(),
+            class_names=list(adapter.class_names),
+            num_folds=getattr(adapter, "num_folds", None),
+            adapter_skipped=adapter.skipped,
+            progress=False if args.no_progress else None,
+            store_size=settings.store_size,
+            progress_seconds=settings.progress_seconds,
+        )
+    except IngestInterrupted as exc:  # SIGTERM / Ctrl-C: the shards are closed; one line, no traceback
+        sys.stderr.write(f"{args.dataset}: {exc}\n")
+        sys.stderr.flush()
+        return exc.exit_status
     if args.verify:
         checked = verify_index(args.out / INDEX_NAME)
         print(f"verified {checked} clips against their checksums")

@@ -59,6 +59,9 @@ class MtcnnSettings:
     smooth_window: int = 5  # frames of the centred median and mean filters (1 = no smoothing)
     batch_size: int = 32  # frames per MTCNN call
     detect_max_side: int = 640  # frames are downscaled to at most this for detection only
+    # Detect on every k-th frame (and the last) only; the frames between take interpolated boxes, unless the
+    # two detections around them disagree (IoU < REDETECT_IOU or a miss): then those frames are detected too.
+    detect_every: int = 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,14 +217,57 @@ def detect_batches(
         yield boxes, probs, scale
 
 
-def detect_boxes(frames: Sequence[np.ndarray], settings: MtcnnSettings, device: str | None = None) -> np.ndarray:
-    """Largest-face box per frame in frame pixel coordinates, (T, 4), NaN where none is found."""
-    detector = get_detector(device or default_device())
+REDETECT_IOU = 0.85  # detect_every > 1: frames between two detections less similar than this are detected too
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes (..., 4) x1, y1, x2, y2 (NaN where either box is NaN)."""
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / np.maximum(area - inter, 1e-9)
+
+
+def _detect_all(frames: Sequence[np.ndarray], settings: MtcnnSettings, detector: MTCNN) -> np.ndarray:
+    if not frames:
+        return np.zeros((0, 4))
     out = [
         largest_boxes(boxes, probs, settings.min_prob) / scale
         for boxes, probs, scale in detect_batches(frames, settings, detector)
     ]
     return np.concatenate(out)
+
+
+def sparse_indices(num_frames: int, every: int) -> list[int]:
+    """Frames detected first when detecting every ``every``-th frame: 0, k, 2k, ... and the last."""
+    picked = list(range(0, num_frames, max(1, every)))
+    if picked and picked[-1] != num_frames - 1:
+        picked.append(num_frames - 1)
+    return picked
+
+
+def detect_boxes(frames: Sequence[np.ndarray], settings: MtcnnSettings, device: str | None = None) -> np.ndarray:
+    """Largest-face box per frame in frame pixel coordinates, (T, 4), NaN where none is found.
+
+    With ``settings.detect_every`` k > 1, MTCNN runs on every k-th frame (and the last); the frames
+    between two detections whose IoU is at least :data:`REDETECT_IOU` are left NaN (the track
+    interpolates them), the others are detected as well.
+    """
+    detector = get_detector(device or default_device())
+    every = max(1, int(settings.detect_every))
+    if every == 1:
+        return _detect_all(frames, settings, detector)
+    out = np.full((len(frames), 4), np.nan)
+    picked = sparse_indices(len(frames), every)
+    out[picked] = _detect_all([frames[i] for i in picked], settings, detector)
+    redo = []
+    for a, b in zip(picked[:-1], picked[1:], strict=True):
+        if b - a > 1 and not box_iou(out[a], out[b]) >= REDETECT_IOU:  # NaN (a miss) also re-detects
+            redo.extend(range(a + 1, b))
+    if redo:
+        out[redo] = _detect_all([frames[i] for i in redo], settings, detector)
+    return out
 
 
 def face_track(boxes: np.ndarray, settings: MtcnnSettings) -> np.ndarray:

@@ -39,10 +39,11 @@ import cv2
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
-from tqdm import tqdm
 
-from maedfer.data.faces import MtcnnSettings, check_store_size, crop_faces_mtcnn
+from maedfer.data.faces import MtcnnSettings, check_store_size, crop_faces_mtcnn, default_device
+from maedfer.data.ingest_progress import IngestProgress
 from maedfer.data.ingest_report import IngestReport, jsonable
+from maedfer.data.ingest_stop import IngestInterrupted, StopSignals
 from maedfer.data.ingest_work import (
     DUPLICATE_ID,
     MISSING_SOURCE,
@@ -50,12 +51,13 @@ from maedfer.data.ingest_work import (
     ClipPipeline,
     ClipTask,
     encode_jpeg,
-    skip_reason,
+    skip_payload,
 )
 from maedfer.data.records import ClipRecord, FaceMode, SourceKind
 from maedfer.data.shards import (
     DEFAULT_SHARD_BYTES,
     INDEX_NAME,
+    SHARD_DIR,
     SHARD_FORMAT,
     ShardError,
     ShardWriter,
@@ -99,13 +101,21 @@ def ingest_settings(
         "face_mode": FaceMode(face_mode).value,
         "size": int(size),
         "jpeg_quality": int(jpeg_quality),
-        "mtcnn": asdict(mtcnn or MtcnnSettings()) if FaceMode(face_mode) is FaceMode.MTCNN else None,
+        "mtcnn": _mtcnn_key(mtcnn) if FaceMode(face_mode) is FaceMode.MTCNN else None,
         "encoder": f"opencv-{cv2.__version__.split('.')[0]}",
     }
     if store_size is not None:
         settings["store_size"] = store_size
         settings["load_resize"] = LOAD_RESIZE
     return settings
+
+
+def _mtcnn_key(mtcnn: MtcnnSettings | None) -> dict[str, Any]:
+    """MTCNN settings in the fingerprint; ``detect_every`` only when not 1 (old fingerprints stay valid)."""
+    key = asdict(mtcnn or MtcnnSettings())
+    if key.get("detect_every") == 1:
+        del key["detect_every"]
+    return key
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
@@ -173,18 +183,24 @@ def ingest(
     adapter_skipped: Sequence[Any] = (),
     progress: bool | None = None,
     store_size: int | str | None = None,
+    progress_seconds: float = 30.0,
 ) -> IngestReport:
     """Decode, crop and shard ``records`` (sources relative to ``root``) into ``out``.
 
     Writes ``out/shards/shard-NNNNN.parquet``, ``out/index.parquet`` (INDEX_COLUMNS; schema
     metadata ``maedfer.dataset``, ``maedfer.class_names`` (JSON), ``maedfer.num_folds``, ...),
     ``out/ingest_state.json`` and ``out/report.json``. ``workers`` > 0 decodes in that many
-    processes (MTCNN always runs in this one, on ``device`` or CUDA when available).
-    ``num_folds`` defaults to the highest fold number in the records. ``progress`` None shows
-    a progress bar only on a terminal. ``store_size`` (None: ``size``; ``"source"``; an int) is the
+    processes; MTCNN runs in this process, batched, on ``device`` (default: CUDA when available),
+    except on the CPU with ``workers`` > 0, where each worker detects its own clips (one torch
+    thread each). ``num_folds`` defaults to the highest fold number in the records. ``progress``
+    None shows a progress bar only on a terminal, and otherwise logs a progress line (clips done,
+    rate, time left) every ``progress_seconds``. ``store_size`` (None: ``size``; ``"source"``; an int) is the
     stored frame size; when given, the loaders resize to the model input (PIL bilinear). Worker
     processes are spawned, so a script that calls
     this with ``workers`` > 0 needs the usual ``if __name__ == "__main__":`` guard.
+
+    SIGTERM or SIGINT stops the run at the next clip boundary: the open shard is closed (a re-run
+    resumes from it), no index is written, and :class:`IngestInterrupted` says so.
     """
     start = time.perf_counter()
     root, out = Path(root), Path(out)
@@ -215,11 +231,16 @@ def ingest(
     max_fold = 0
     changed_shards = False
 
-    def skip(record: ClipRecord, reason: str, detail: str, key: str | None, known: bool = False) -> None:
+    def skip(record: ClipRecord, reason: str, detail: str, key: str | None, known: bool = False,
+             extra: dict[str, Any] | None = None) -> None:
         report.skipped.setdefault(reason, []).append(record.clip_id)
         report.skipped_detail[record.clip_id] = detail
+        if extra:
+            report.skipped_counts_detail[record.clip_id] = dict(extra)
         if key is not None and reason in REMEMBERED:
             skips[record.clip_id] = {"reason": reason, "detail": detail, "key": key}
+            if extra:
+                skips[record.clip_id]["extra"] = dict(extra)
         level = logging.INFO if known else logging.WARNING  # known: skipped by the previous run already
         log.log(level, "skipping %s (%s): %s", record.clip_id, reason, detail)
 
@@ -243,50 +264,63 @@ def ingest(
                 yield (record, key, ("stored", stored)), None
             elif old_skips.get(record.clip_id, {}).get("key") == key:
                 prev = old_skips[record.clip_id]
-                yield (record, key, ("known", (prev["reason"], prev["detail"]))), None
+                yield (record, key, ("known", (prev["reason"], prev["detail"], prev.get("extra")))), None
             else:
                 path = str(root / record.source)
-                task = ClipTask(record.clip_id, path, face_mode.value, int(size), int(jpeg_quality), store_size)
+                task = ClipTask(record.clip_id, path, face_mode.value, int(size), int(jpeg_quality), store_size,
+                                worker_mtcnn)
                 yield (record, key, None), task
 
+    def _handle(writer: ShardWriter, record: ClipRecord, key: str | None, known: Any, result: Any) -> int:
+        """Store or skip one clip; returns the frames written."""
+        nonlocal changed_shards
+        if known is not None:
+            kind, value = known
+            if kind == "stored":
+                report.reused += 1
+                rows.append(_index_row(record, value))
+            else:
+                skip(record, value[0], value[1], key, known=kind == "known", extra=value[2] if len(value) > 2 else None)
+            return 0
+        assert result is not None
+        kind, payload, fps = result
+        if kind == "frames":  # MTCNN in this process: detect + crop
+            try:
+                side = size if store_size is None else int(store_size)  # "source" refused for MTCNN
+                crops = crop_faces_mtcnn(payload, side, mtcnn, device)
+                payload = [encode_jpeg(c, jpeg_quality) for c in crops]
+                kind = "jpeg"
+            except Exception as exc:
+                kind, payload = "skip", skip_payload(exc)
+        if kind == "skip":
+            skip(record, payload[0], payload[1], key, extra=payload[2] if len(payload) > 2 else None)
+            return 0
+        height, width = (size, size) if store_size is None else jpeg_size(payload[0])
+        clip = writer.add(record.clip_id, payload, height=height, width=width, fps=fps, key=key)
+        changed_shards = True
+        report.written += 1
+        report.frames_written += clip.num_frames
+        rows.append(_index_row(record, clip))
+        return clip.num_frames
+
+    worker_mtcnn = None  # MTCNN in the workers: on the CPU with workers > 0 (a GPU batches in this process)
+    if face_mode is FaceMode.MTCNN and workers > 0 and (device or default_device()) == "cpu":
+        worker_mtcnn = mtcnn
+    total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
+    progress_log = IngestProgress(f"ingest {dataset}".strip(), total, progress, progress_seconds)
     pipeline = ClipPipeline(workers)
     try:
-        with ShardWriter(out, settings_key, shard_bytes) as writer:
-            total = len(records) if hasattr(records, "__len__") else None  # type: ignore[arg-type]
-            disable = None if progress is None else not progress  # None: only on a terminal
-            bar = tqdm(total=total, desc=f"ingest {dataset}".strip(), unit="clip", disable=disable)
+        with StopSignals() as stop, ShardWriter(out, settings_key, shard_bytes) as writer:
             for (record, key, known), result in pipeline.run(plan(writer)):
-                bar.update(1)
-                if known is not None:
-                    kind, value = known
-                    if kind == "stored":
-                        report.reused += 1
-                        rows.append(_index_row(record, value))
-                    else:
-                        skip(record, value[0], value[1], key, known=kind == "known")
-                    continue
-                assert result is not None
-                kind, payload, fps = result
-                if kind == "frames":  # MTCNN: detect + crop here, in one process
-                    try:
-                        side = size if store_size is None else int(store_size)  # "source" refused for MTCNN
-                        crops = crop_faces_mtcnn(payload, side, mtcnn, device)
-                        payload = [encode_jpeg(c, jpeg_quality) for c in crops]
-                        kind = "jpeg"
-                    except Exception as exc:
-                        kind, payload = "skip", (skip_reason(exc), f"{type(exc).__name__}: {exc}")
-                if kind == "skip":
-                    skip(record, payload[0], payload[1], key)
-                    continue
-                height, width = (size, size) if store_size is None else jpeg_size(payload[0])
-                clip = writer.add(record.clip_id, payload, height=height, width=width, fps=fps, key=key)
-                changed_shards = True
-                report.written += 1
-                report.frames_written += clip.num_frames
-                rows.append(_index_row(record, clip))
-            bar.close()
+                frames = _handle(writer, record, key, known, result)
+                progress_log.update(decoded=result is not None, frames=frames)
+                if stop.requested:
+                    break
     finally:
         pipeline.close()
+        progress_log.close()
+    if stop.signum is not None:
+        raise IngestInterrupted(stop.signum, progress_log.done, total, str(out / SHARD_DIR))
 
     # Index, state and report: rewritten only when their content changes.
     report.adapter_skipped = jsonable(list(adapter_skipped))  # an adapter fills it while iterating

