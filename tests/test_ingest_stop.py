@@ -62,7 +62,8 @@ def test_signal_closes_the_shard_and_a_rerun_resumes(tmp_path, signum):
     assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     stopped = [line for line in stderr.splitlines() if "stopped by" in line]
-    assert len(stopped) == 1 and signal.Signals(signum).name in stopped[0] and "run the same command again" in stopped[0]
+    assert len(stopped) == 1 and signal.Signals(signum).name in stopped[0]
+    assert "run the same command again" in stopped[0]
     assert not (out / "index.parquet").exists()
     shards = list_shards(out)
     assert len(shards) == 1  # the default shard bound: every clip was in the one open shard, now closed

@@ -21,6 +21,7 @@ from maedfer.data.records import ClipRecord, FaceMode, SourceKind
 log = logging.getLogger(__name__)
 
 FRAME_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png"})
+MAX_SKIP_WARNINGS = 50  # entries left out by one listing that get a warning line each
 
 
 class LayoutError(ValueError):
@@ -141,9 +142,18 @@ class DatasetAdapter(ABC):
         return path.relative_to(self.root).as_posix()
 
     def skip(self, what: str, reason: str) -> None:
-        """Record an unusable entry in ``self.skipped`` (and log it at debug level)."""
+        """Record an unusable entry in ``self.skipped`` and log a warning naming it.
+
+        The first :data:`MAX_SKIP_WARNINGS` entries of a listing get a warning line each; the rest are
+        logged at debug level (all of them are in ``self.skipped`` and the ingest report).
+        """
         self.skipped.append((what, reason))
-        log.debug("%s: skipped %s: %s", self.title, what, reason)
+        if len(self.skipped) <= MAX_SKIP_WARNINGS:
+            log.warning("%s: left out %s: %s", self.title, what, reason)
+            if len(self.skipped) == MAX_SKIP_WARNINGS:
+                log.warning("%s: further entries left out are listed only in the ingest report", self.title)
+        else:
+            log.debug("%s: left out %s: %s", self.title, what, reason)
 
     def label_of(self, word: str) -> int | None:
         """Class index of a class name (case-insensitive), None when unknown."""
