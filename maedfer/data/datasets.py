@@ -19,6 +19,11 @@ frames larger than the model input; each decoded frame is resized to ``size`` x 
 PIL's bilinear filter before the transform (:func:`~maedfer.data.transforms.pil_bilinear_resize`),
 the authors' load path. Other indices are read exactly as before.
 
+Device data path (``decode="device"``, train and val modes): a sample is the clip's distinct frames as
+JPEG bytes plus its augmentation plan (:class:`~maedfer.data.gpu.batch.ClipBytes`), drawn from the same
+generator in the same order as the CPU transform draws; :class:`~maedfer.data.gpu.batch.BatchAugment`
+decodes and augments whole batches on the training device. The default ``decode="cpu"`` is unchanged.
+
 Selection of clips: ``fold`` k and ``split`` "train"/"test" keep the rows whose
 ``train_folds`` / ``test_folds`` list holds k; ``fold=None`` keeps every row (VoxCeleb2).
 """
@@ -39,6 +44,9 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from maedfer.constants import IMG_SIZE, NUM_FRAMES
 from maedfer.data.distributed_sampler import EpochSampler
+from maedfer.data.gpu.batch import ClipBytes, collate_device
+from maedfer.data.gpu.decode import as_tensors, jpeg_size
+from maedfer.data.gpu.plan import ClipPlan, check_device_pipeline, draw_plan
 from maedfer.data.sampling import (
     DEFAULT_STRIDE,
     NUM_TEST_CLIPS,
@@ -61,6 +69,7 @@ log = logging.getLogger(__name__)
 LOAD_RESIZE_PIL = "pil_bilinear"  # the index metadata value written by an ingest with store_size
 
 Split = Literal["train", "test"]
+Decode = Literal["cpu", "device"]
 Mode = Literal["train", "val", "test"]
 SampleKey = int | tuple[int, int]
 
@@ -109,7 +118,11 @@ class ShardClipDataset(Dataset):
         seed: int = 0,
         verify_checksums: bool = True,
         size: int = IMG_SIZE,
+        decode: Decode = "cpu",
     ) -> None:
+        if decode not in ("cpu", "device"):
+            raise ValueError(f"decode must be 'cpu' or 'device', got {decode!r}")
+        self.decode = decode
         self.index_path = Path(index_path)
         table = read_index(self.index_path)
         keep = select_rows(table, fold, split, self.index_path)
@@ -184,6 +197,33 @@ class ShardClipDataset(Dataset):
             return frames  # sorted, no repeats: nothing to gather
         return frames[torch.from_numpy(inverse)]
 
+    def read_bytes(self, index: int, frame_indices: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+        """The device path's read: JPEG bytes of the distinct frames (sorted) and the gather order (T,)."""
+        unique, inverse = np.unique(np.asarray(frame_indices).reshape(-1), return_inverse=True)
+        jpegs = read_clip_frames(
+            self.shard_paths[self.shard_ids[index]],
+            int(self.rows[index]),
+            unique.tolist(),
+            expected_checksum=None if self.checksums is None else str(self.checksums[index]),
+        )
+        return jpegs, inverse.reshape(-1).astype(np.int64)
+
+    @property
+    def load_size_for_device(self) -> int | None:
+        """The load-time resize the device path applies (``size`` for ``pil_bilinear`` indices, else None)."""
+        return self.size if self.load_resize == LOAD_RESIZE_PIL else None
+
+    def clip_bytes(self, index: int, label: int, frame_indices: np.ndarray, transform: ClipTransform,
+                   rng: np.random.Generator) -> ClipBytes:
+        """A device-path sample: bytes of the frames, then the transform's draws from ``rng``."""
+        jpegs, inverse = self.read_bytes(index, frame_indices)
+        if self.load_resize == LOAD_RESIZE_PIL:
+            height, width = self.size, self.size
+        else:
+            height, width = jpeg_size(jpegs[0])
+        steps = draw_plan(transform, height, width, rng)
+        return ClipBytes(as_tensors(jpegs), ClipPlan(inverse, steps), label, index, str(self.clip_ids[index]))
+
     @property
     def class_names(self) -> list[str]:
         """Class names stored in the index metadata (empty when none)."""
@@ -218,10 +258,13 @@ class FinetuneDataset(ShardClipDataset):
         num_test_clips: int = NUM_TEST_CLIPS,
         transform: ClipTransform | None = None,
         verify_checksums: bool = True,
+        decode: Decode = "cpu",
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size)
+        if decode == "device" and mode == "test":
+            raise ValueError("decode='device' serves the train and val modes; the test mode reads on the CPU")
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode)
         if np.any(self.labels < 0):
             bad = str(self.clip_ids[int(np.argmax(self.labels < 0))])
             raise SelectionError(
@@ -230,8 +273,10 @@ class FinetuneDataset(ShardClipDataset):
         self.mode = mode
         self.num_test_clips = int(num_test_clips)
         self.transform = transform or (finetune_train_transform(size) if mode == "train" else eval_transform(size))
+        if decode == "device":
+            check_device_pipeline(self.transform)
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int, int] | ClipBytes:
         index, epoch = self._split_key(key)
         label = int(self.labels[index])
         n = int(self.num_frames[index])
@@ -242,6 +287,8 @@ class FinetuneDataset(ShardClipDataset):
             rng = self.sample_rng(index, epoch)  # unused by the deterministic eval transform
             return torch.stack([self.transform(c, rng) for c in clips]), label, index  # (K, C, T, H, W)
         rng = self.sample_rng(index, epoch)
+        if self.decode == "device":
+            return self.clip_bytes(index, label, train_indices(n, rng, self.clip_len, self.stride), self.transform, rng)
         frames = self.read_frames(index, train_indices(n, rng, self.clip_len, self.stride))  # (T, 3, H, W)
         return self.transform(frames, rng), label, index  # (C, T, H, W)
 
@@ -263,14 +310,20 @@ class PretrainDataset(ShardClipDataset):
         split: Split | None = None,
         transform: ClipTransform | None = None,
         verify_checksums: bool = True,
+        decode: Decode = "cpu",
     ) -> None:
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size)
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode)
         self.transform = transform or pretrain_transform(size)
+        if decode == "device":
+            check_device_pipeline(self.transform)
 
-    def __getitem__(self, key: SampleKey) -> torch.Tensor:
+    def __getitem__(self, key: SampleKey) -> torch.Tensor | ClipBytes:
         index, epoch = self._split_key(key)
         rng = self.sample_rng(index, epoch)
-        frames = self.read_frames(index, pretrain_indices(int(self.num_frames[index]), rng, self.clip_len, self.stride))
+        positions = pretrain_indices(int(self.num_frames[index]), rng, self.clip_len, self.stride)
+        if self.decode == "device":
+            return self.clip_bytes(index, -1, positions, self.transform, rng)
+        frames = self.read_frames(index, positions)
         return self.transform(frames, rng)  # (C, T, H, W)
 
 
@@ -291,7 +344,8 @@ def make_loader(
     """A DataLoader whose :class:`EpochSampler` gives every sample its epoch.
 
     A DataLoader over ``dataset`` with an :class:`EpochSampler` (call ``loader.sampler.set_epoch(e)``
-    before each epoch). ``drop_last`` drops the last incomplete batch of each rank.
+    before each epoch). ``drop_last`` drops the last incomplete batch of each rank. A dataset with
+    ``decode="device"`` is collated by :func:`~maedfer.data.gpu.batch.collate_device` (a DeviceBatch).
     """
     sampler = EpochSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
     return DataLoader(
@@ -303,4 +357,5 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        collate_fn=collate_device if getattr(dataset, "decode", "cpu") == "device" else None,
     )

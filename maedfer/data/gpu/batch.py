@@ -1,0 +1,195 @@
+"""The device path's batch: JPEG bytes + per-clip plans in, the model's float batch out.
+
+A dataset with ``decode="device"`` returns a :class:`ClipBytes` per sample (the distinct frames' JPEG
+bytes, the clip's :class:`~maedfer.data.gpu.plan.ClipPlan`, label, index); :func:`collate_device`
+keeps the bytes as a list (:class:`DeviceBatch`); :class:`BatchAugment` decodes the whole batch on the
+training device and applies the pipeline's steps with each clip's drawn parameters::
+
+    augment = BatchAugment(train_set.transform, device, load_size=train_set.load_size_for_device)
+    for batch in loader:                      # DeviceBatch
+        video = augment(batch)                # float32 (B, C, T, H, W) on device
+        label = batch.labels.to(device)
+
+The steps are the CPU transforms' own arithmetic on device tensors (the same functions where they are
+tensor code), so on CPU tensors the result equals the CPU path's (tests/test_gpu_data.py). Steps with
+per-clip parameters (RandAugment, crops, flips, boxes) run clip by clip, each on all T frames at once;
+decoding is one call for the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from maedfer.data.erasing import RandomErasing
+from maedfer.data.gpu.decode import decode_batch
+from maedfer.data.gpu.plan import ClipPlan, check_device_pipeline
+from maedfer.data.gpu.rand_augment import apply_ops
+from maedfer.data.rand_augment import RandAugment
+from maedfer.data.transforms import (
+    CenterCrop,
+    Compose,
+    GroupMultiScaleCrop,
+    Normalize,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+    ResizeShortSide,
+    ToModelLayout,
+    _resize,
+    pil_bilinear_resize,
+)
+
+
+@dataclass
+class ClipBytes:
+    """One sample of the device path: the clip's distinct frames as JPEG bytes and its plan."""
+
+    jpegs: list[torch.Tensor]  # 1-D uint8 per distinct frame, in frame order
+    plan: ClipPlan
+    label: int
+    index: int
+    name: str
+
+
+@dataclass
+class DeviceBatch:
+    """A collated batch of :class:`ClipBytes` (bytes kept as a flat list, clip by clip)."""
+
+    jpegs: list[torch.Tensor]
+    counts: list[int]
+    plans: list[ClipPlan]
+    labels: torch.Tensor  # (B,) int64
+    indices: torch.Tensor  # (B,) int64
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def pin_memory(self) -> DeviceBatch:
+        """Pin the byte buffers (a DataLoader with ``pin_memory=True`` calls this)."""
+        self.jpegs = [j.pin_memory() for j in self.jpegs]
+        return self
+
+
+def collate_device(samples: list[ClipBytes]) -> DeviceBatch:
+    """Collate device-path samples: bytes stay a list; labels and indices become tensors."""
+    return DeviceBatch(
+        jpegs=[j for s in samples for j in s.jpegs],
+        counts=[len(s.jpegs) for s in samples],
+        plans=[s.plan for s in samples],
+        labels=torch.as_tensor([s.label for s in samples], dtype=torch.int64),
+        indices=torch.as_tensor([s.index for s in samples], dtype=torch.int64),
+        names=[s.name for s in samples],
+    )
+
+
+def _normalize(t: Normalize, clip: torch.Tensor) -> torch.Tensor:
+    """Normalize's arithmetic with its constants on the clip's device."""
+    scale = t._scale_u8 if clip.dtype == torch.uint8 else t._scale_f
+    x = clip.float() if clip.dtype != torch.float32 else clip.clone()
+    return x.mul_(scale.to(clip.device)).sub_(t._shift.to(clip.device))
+
+
+def _resized_crop(clip: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """RandomResizedCrop's arithmetic for a drawn (top, left, h, w)."""
+    top, left, h, w = box
+    t, c = clip.shape[:2]
+    crop = clip[..., top : top + h, left : left + w].float().contiguous().view(t * c, 1, h, w)
+    out = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False).view(t, c, size, size)
+    if clip.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.to(clip.dtype)
+
+
+def _erase(t: RandomErasing, clip: torch.Tensor, entry: tuple) -> torch.Tensor:
+    """RandomErasing's fill for drawn boxes; the noise from a generator on the clip's device."""
+    boxes, seed = entry
+    if not boxes:
+        return clip
+    if not clip.is_floating_point():
+        raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
+    clip = clip.clone()
+    n, c = clip.shape[:2]
+    gen = torch.Generator(device=clip.device).manual_seed(seed)
+    for top, left, h, w in boxes:
+        frames = 1 if t.same_noise else n
+        if t.mode == "pixel":
+            fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype, device=clip.device)
+        elif t.mode == "rand":
+            fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype, device=clip.device)
+        else:
+            fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype, device=clip.device)
+        clip[:, :, top : top + h, left : left + w] = fill
+    return clip
+
+
+def apply_step(t: object, clip: torch.Tensor, entry: object) -> torch.Tensor:
+    """One pipeline step on one clip (T, C, H, W) with its drawn parameter ``entry``."""
+    if isinstance(t, ResizeShortSide | CenterCrop):
+        return t(clip)  # tensor code, any device
+    if isinstance(t, RandAugment):
+        return apply_ops(clip, entry, t.fill) if entry else clip
+    if isinstance(t, Normalize):
+        return _normalize(t, clip)
+    if isinstance(t, RandomResizedCrop):
+        return _resized_crop(clip, entry, t.size)
+    if isinstance(t, RandomHorizontalFlip):
+        return clip.flip(-1) if entry else clip
+    if isinstance(t, RandomErasing):
+        return _erase(t, clip, entry)
+    if isinstance(t, GroupMultiScaleCrop):
+        cw, ch, ow, oh = entry
+        return _resize(clip[..., oh : oh + ch, ow : ow + cw], (t.size, t.size))
+    if isinstance(t, ToModelLayout):
+        return rearrange(clip.float(), "t c h w -> c t h w").contiguous()
+    raise TypeError(f"no device version of {t!r}")
+
+
+class BatchAugment:
+    """Turn a :class:`DeviceBatch` into the model's float batch (B, C, T, H, W) on ``device``.
+
+    ``transform`` is the dataset's CPU pipeline (its steps' settings are used; the draws are in the plans).
+    ``load_size``: the dataset's load-time resize (``pil_bilinear`` indices), or None. On CPU it is
+    Pillow's bilinear resize as in the CPU path; on a GPU torchvision's antialiased bilinear
+    (within a grey level or two of Pillow's).
+    """
+
+    def __init__(self, transform: Compose, device: torch.device | str, load_size: int | None = None) -> None:
+        check_device_pipeline(transform)
+        self.transform = transform
+        self.device = torch.device(device)
+        self.load_size = load_size
+
+    def frames(self, batch: DeviceBatch) -> list[torch.Tensor]:
+        """Decoded clips (T, 3, H, W) uint8 on the device, frames in the plans' order."""
+        decoded = decode_batch(batch.jpegs, self.device, batch.names, batch.counts)
+        clips, start = [], 0
+        for count, plan in zip(batch.counts, batch.plans, strict=True):
+            frames = torch.stack(decoded[start : start + count])  # (U, 3, H, W)
+            start += count
+            if self.load_size is not None:
+                frames = self._load_resize(frames)
+            inverse = torch.from_numpy(plan.inverse).to(frames.device)
+            clips.append(frames.index_select(0, inverse))  # (T, 3, H, W)
+        return clips
+
+    def _load_resize(self, frames: torch.Tensor) -> torch.Tensor:
+        size = int(self.load_size)
+        if frames.device.type == "cpu":
+            return pil_bilinear_resize(frames, size)
+        if tuple(frames.shape[-2:]) == (size, size):
+            return frames
+        return _resize(frames, (size, size))
+
+    @torch.no_grad()
+    def __call__(self, batch: DeviceBatch) -> torch.Tensor:
+        """float32 (B, C, T, H, W) on the device."""
+        out = []
+        for clip, plan in zip(self.frames(batch), batch.plans, strict=True):
+            for t, entry in zip(self.transform.transforms, plan.steps, strict=True):
+                clip = apply_step(t, clip, entry)
+            out.append(clip)
+        return torch.stack(out)

@@ -1,0 +1,226 @@
+"""RandAugment's ops on uint8 tensors (N, 3, H, W), on any device, matching Pillow's arithmetic.
+
+Every op takes the frames of one clip and the arguments drawn for that clip
+(:class:`~maedfer.data.rand_augment.DrawnOp`) and returns uint8 frames of the same shape.
+
+Agreement with the Pillow ops of :mod:`maedfer.data.rand_augment` on CPU tensors (tests/test_gpu_data.py):
+
+* exact: Invert, Posterize, Solarize, SolarizeAdd, AutoContrast, Equalize (lookup tables from the same
+  histograms), and the affine ops ShearX/Y, TranslateX/YRel, Rotate: Pillow's affine bicubic (its
+  ``a = -1`` cubic, written in Pillow's polynomial form, edge-clamped taps, fill where the source point
+  falls outside the image, truncation) evaluated in float64;
+* Color, Contrast, Brightness (Pillow's ``Image.blend`` in float32 with truncation) and Sharpness
+  (the SMOOTH 3 x 3 filter, rounded, borders copied): exact on the test images; the stated tolerance is
+  1 grey level (a float rounding on another device or Pillow build may move a truncation by one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from maedfer.data.rand_augment import FILL, DrawnOp
+
+Frames = torch.Tensor  # uint8 (N, 3, H, W)
+
+
+def _lut(frames: Frames, lut: torch.Tensor) -> Frames:
+    """Apply per-(frame, channel) lookup tables ``lut`` (N*3, 256) to uint8 (N, 3, H, W)."""
+    n, c, h, w = frames.shape
+    flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
+    return rearrange(lut.gather(1, flat).to(torch.uint8), "(n c) (h w) -> n c h w", n=n, c=c, h=h, w=w)
+
+
+def _shared_lut(frames: Frames, table: torch.Tensor) -> Frames:
+    """Apply one lookup table (256,) to every pixel."""
+    return table.to(frames.device)[frames.long()].to(torch.uint8)
+
+
+def _histograms(frames: Frames) -> torch.Tensor:
+    """Per-(frame, channel) histograms (N*3, 256) int64."""
+    flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
+    return torch.zeros(flat.shape[0], 256, dtype=torch.int64, device=frames.device).scatter_add_(
+        1, flat, torch.ones_like(flat)
+    )
+
+
+def invert(frames: Frames) -> Frames:
+    """255 - x."""
+    return 255 - frames
+
+
+def posterize(frames: Frames, bits: int) -> Frames:
+    """Keep the ``bits`` most significant bits."""
+    if bits >= 8:
+        return frames
+    return frames & (~(2 ** (8 - bits) - 1) & 0xFF)
+
+
+def solarize(frames: Frames, thresh: int) -> Frames:
+    """Invert the pixels at or above ``thresh``."""
+    if thresh > 255:  # (compared as a Python int: a uint8 tensor would wrap 256 to 0)
+        return frames
+    return torch.where(frames >= max(0, int(thresh)), 255 - frames, frames)
+
+
+def solarize_add(frames: Frames, add: int, thresh: int = 128) -> Frames:
+    """Add ``add`` (clipped to 255) to the pixels below ``thresh``."""
+    table = torch.tensor([min(255, i + add) if i < thresh else i for i in range(256)], dtype=torch.uint8)
+    return _shared_lut(frames, table)
+
+
+def auto_contrast(frames: Frames) -> Frames:
+    """Stretch each channel of each frame from [lo, hi] to [0, 255] (Pillow's ``int(ix * scale + offset)``)."""
+    hist = _histograms(frames)  # (N*3, 256)
+    levels = torch.arange(256, device=frames.device, dtype=torch.float64)
+    present = hist > 0
+    lo = torch.where(present, levels, torch.full_like(levels, 256.0)).amin(1, keepdim=True)  # (N*3, 1)
+    hi = torch.where(present, levels, torch.full_like(levels, -1.0)).amax(1, keepdim=True)
+    stretch = hi > lo
+    scale = 255.0 / torch.where(stretch, hi - lo, torch.ones_like(hi))
+    lut = torch.trunc(levels * scale - lo * scale).clamp(0, 255)
+    lut = torch.where(stretch, lut, levels.expand_as(lut)).long()
+    return _lut(frames, lut)
+
+
+def equalize(frames: Frames) -> Frames:
+    """Pillow's histogram equalisation per channel of each frame."""
+    hist = _histograms(frames)  # (N*3, 256)
+    nonzero = hist > 0
+    count = nonzero.sum(1, keepdim=True)
+    last_idx = torch.where(nonzero, torch.arange(256, device=hist.device), -1).amax(1, keepdim=True).clamp(min=0)
+    last = hist.gather(1, last_idx)
+    step = (hist.sum(1, keepdim=True) - last) // 255  # (N*3, 1)
+    identity = (count <= 1) | (step == 0)
+    safe = torch.where(identity, torch.ones_like(step), step)
+    before = torch.cumsum(hist, 1) - hist  # counts below each level
+    lut = ((safe // 2 + before) // safe).clamp(0, 255)
+    lut = torch.where(identity, torch.arange(256, device=hist.device).expand_as(lut), lut)
+    return _lut(frames, lut)
+
+
+def _grey(frames: Frames) -> torch.Tensor:
+    """Pillow's RGB -> L: (R 19595 + G 38470 + B 7471 + 32768) >> 16, int64 (N, 1, H, W)."""
+    x = frames.long()
+    return (x[:, 0:1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:3] * 7471 + 0x8000) >> 16
+
+
+def _blend(degenerate: torch.Tensor, frames: Frames, factor: float) -> Frames:
+    """Pillow's ``Image.blend(degenerate, image, factor)``: float32 maths, truncated, clipped."""
+    alpha = torch.tensor(factor, dtype=torch.float32, device=frames.device)
+    d = degenerate.to(torch.float32)
+    out = d + alpha * (frames.to(torch.float32) - d)
+    return out.clamp_(0, 255).trunc_().to(torch.uint8)
+
+
+def color(frames: Frames, factor: float) -> Frames:
+    """Blend with the frame's greyscale version."""
+    return _blend(_grey(frames).expand_as(frames), frames, factor)
+
+
+def contrast(frames: Frames, factor: float) -> Frames:
+    """Blend with the frame's mean grey level (Pillow's ``int(mean + 0.5)``)."""
+    grey = _grey(frames).to(torch.float64)
+    mean = torch.floor(grey.mean(dim=(1, 2, 3), keepdim=True) + 0.5)  # (N, 1, 1, 1)
+    return _blend(mean.expand_as(frames), frames, factor)
+
+
+def brightness(frames: Frames, factor: float) -> Frames:
+    """Blend with black."""
+    return _blend(torch.zeros_like(frames), frames, factor)
+
+
+def sharpness(frames: Frames, factor: float) -> Frames:
+    """Blend with Pillow's SMOOTH-filtered frame (3 x 3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, borders kept)."""
+    n, c, h, w = frames.shape
+    kernel = torch.ones(3, 3, dtype=torch.float32, device=frames.device)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / 13.0).view(1, 1, 3, 3)
+    x = frames.to(torch.float32).reshape(n * c, 1, h, w)
+    smooth = F.conv2d(x, kernel).add_(0.5).floor_().clamp_(0, 255)  # (n*c, 1, h-2, w-2)
+    degenerate = x.clone()
+    degenerate[..., 1:-1, 1:-1] = smooth
+    return _blend(degenerate.view(n, c, h, w), frames, factor)
+
+
+# ----------------------------------------------------------------------------------------------
+# Affine ops: Pillow's inverse mapping, source point of output pixel (x, y) = M (x + .5, y + .5, 1)
+
+
+def _cubic(v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor, v4: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Pillow's bicubic step (its a = -1 cubic in polynomial form, exact on flat areas)."""
+    return v2 + d * ((v3 - v1) + d * ((2 * (v1 - v2) + v3 - v4) + d * (v2 - v1 - v3 + v4)))
+
+
+def affine(frames: Frames, matrix: Sequence[float], fill: Sequence[int] = FILL) -> Frames:
+    """Pillow's ``Image.transform(size, AFFINE, matrix, BICUBIC, fillcolor=fill)`` on every frame."""
+    n, c, h, w = frames.shape
+    dev = frames.device
+    a, b, off_x, d, e, off_y = (float(v) for v in matrix)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=dev) + 0.5,
+                            torch.arange(w, dtype=torch.float64, device=dev) + 0.5, indexing="ij")  # (H, W)
+    xs, ys = a * xx + b * yy + off_x, d * xx + e * yy + off_y
+    valid = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)  # (H, W)
+    xi, yi = xs - 0.5, ys - 0.5
+    x0, y0 = xi.floor(), yi.floor()
+    dx, dy = xi - x0, yi - y0
+    src = frames.to(torch.float64)  # (N, C, H, W)
+    cols = [(x0 + i).clamp(0, w - 1).long() for i in range(-1, 3)]
+    rows = []
+    for j in range(-1, 3):
+        iy = (y0 + j).clamp(0, h - 1).long()
+        rows.append(_cubic(*(src[:, :, iy, ix] for ix in cols), dx))
+    out = _cubic(*rows, dy).clamp_(0, 255).trunc_()  # (N, C, H, W)
+    fill_t = torch.tensor(list(fill), dtype=torch.float64, device=dev).view(1, c, 1, 1)
+    return torch.where(valid, out, fill_t).to(torch.uint8)
+
+
+def rotate_matrix(degrees: float, width: int, height: int) -> tuple[float, ...]:
+    """The inverse affine matrix of Pillow's ``Image.rotate(degrees)`` about the centre (no expand)."""
+    angle = -math.radians(degrees)
+    m = [round(math.cos(angle), 15), round(math.sin(angle), 15), 0.0,
+         round(-math.sin(angle), 15), round(math.cos(angle), 15), 0.0]
+    cx, cy = width / 2.0, height / 2.0
+    m[2] = m[0] * -cx + m[1] * -cy + cx
+    m[5] = m[3] * -cx + m[4] * -cy + cy
+    return tuple(m)
+
+
+_AFFINE: dict[str, Callable[[float, int, int], tuple[float, ...]]] = {
+    "ShearX": lambda v, w, h: (1, v, 0, 0, 1, 0),
+    "ShearY": lambda v, w, h: (1, 0, 0, v, 1, 0),
+    "TranslateXRel": lambda v, w, h: (1, 0, v * w, 0, 1, 0),
+    "TranslateYRel": lambda v, w, h: (1, 0, 0, 0, 1, v * h),
+    "Rotate": rotate_matrix,
+}
+
+_PIXEL: dict[str, Callable[..., Frames]] = {
+    "AutoContrast": auto_contrast, "Equalize": equalize, "Invert": invert,
+    "Posterize": posterize, "PosterizeIncreasing": posterize,
+    "Solarize": solarize, "SolarizeIncreasing": solarize, "SolarizeAdd": solarize_add,
+    "Color": color, "ColorIncreasing": color, "Contrast": contrast, "ContrastIncreasing": contrast,
+    "Brightness": brightness, "BrightnessIncreasing": brightness,
+    "Sharpness": sharpness, "SharpnessIncreasing": sharpness,
+}  # fmt: skip
+
+OP_NAMES: frozenset[str] = frozenset(_AFFINE) | frozenset(_PIXEL)
+
+
+def apply_op(frames: Frames, op: DrawnOp, fill: Sequence[int] = FILL) -> Frames:
+    """Apply one drawn op to uint8 frames (N, 3, H, W)."""
+    if op.name in _AFFINE:
+        return affine(frames, _AFFINE[op.name](float(op.args[0]), frames.shape[-1], frames.shape[-2]), fill)
+    if op.name not in _PIXEL:
+        raise ValueError(f"RandAugment op {op.name!r} has no tensor version (known: {sorted(OP_NAMES)})")
+    return _PIXEL[op.name](frames, *op.args)
+
+
+def apply_ops(frames: Frames, ops: Sequence[DrawnOp], fill: Sequence[int] = FILL) -> Frames:
+    """Apply a clip's drawn ops in order to all its frames (N, 3, H, W)."""
+    for op in ops:
+        frames = apply_op(frames, op, fill)
+    return frames
