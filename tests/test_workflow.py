@@ -191,6 +191,7 @@ def test_every_table_target_dry_runs_and_a_missing_dataset_stops_the_run_at_once
     data = _params()
     for spec in data["datasets"].values():
         spec["root"] = str(tmp_path / "raw" / spec["adapter"])
+        spec.pop("source", None)  # folders filled by hand (no acquire job; tests/test_acquire_dag.py has those)
     data["paths"] = {k: str(tmp_path / k) for k in ("shards", "runs", "results")}
     path = _write(tmp_path, data)
     plan = build_plan(path)
@@ -314,6 +315,7 @@ def test_workflow_jobs_lists_a_target_and_names_missing_datasets(tmp_path):
     data = _params()
     for spec in data["datasets"].values():
         spec["root"] = str(tmp_path / "raw" / spec["adapter"])
+        spec.pop("source", None)  # a folder filled by hand
     path = _write(tmp_path, data)
     cmd = [str(BIN / "maedfer"), "workflow", "jobs", "--params", str(path), "--target", "reproduce_table6"]
     r = subprocess.run(cmd, capture_output=True, text=True)

@@ -62,7 +62,8 @@ def _stage(cmd: str, inputs: list[str], outputs: list[str], params_keys: list[st
         stage["params"] = [{params_file: list(params_keys)}]
     special = set(job.metrics) | set(job.plots)
     # a download keeps its file when DVC re-runs the stage (the stage verifies it instead of fetching it again)
-    keep = {"cache": False, "persist": True} if job.stage == "download" else {"cache": False}
+    # (so does an acquired dataset's marker: the stage rewrites it only when the source changed)
+    keep = {"cache": False, "persist": True} if job.stage in ("download", "acquire") else {"cache": False}
     outs = [{o: dict(keep)} for o in outputs if o not in special]
     if outs:
         stage["outs"] = outs

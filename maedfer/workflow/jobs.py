@@ -113,7 +113,8 @@ class Plan:
             job.cmd = [*env, *job.cmd]
             # A download's code is not an input: a re-run would delete and fetch gigabytes again; the file is
             # checked by its sha256 instead.
-            code = _code_file(job.cmd) if job.stage != "download" else None
+            # Nor is acquire's: it verifies what is there and does nothing when the source is satisfied.
+            code = _code_file(job.cmd) if job.stage not in ("download", "acquire") else None
             if code is not None:  # the stage's code: editing it re-runs the stage (Snakemake and DVC)
                 job.inputs.append(code)
             if job.template is not None:

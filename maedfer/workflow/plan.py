@@ -30,6 +30,19 @@ from maedfer.workflow.jobs import PYTHON, Job, Plan, Template
 from maedfer.workflow.jobs import stage_cmd as _stage_cmd
 from maedfer.workflow.profile import PER_CLASS_TABLES, Profile, load_profile
 
+ACQUIRED_MARKER = ".acquired.json"  # maedfer.data.acquire.bring.MARKER_NAME (not imported: keeps parsing light)
+
+
+def source_paths(dataset: str, source: dict[str, Any]) -> dict[str, str]:
+    """The local folders and files a ``source`` names -> the one-line message when one is absent."""
+    paths = [source["folder"]] if "folder" in source else []
+    for f in source.get("files", []):
+        spec = f if isinstance(f, dict) else ({"url": f} if f.lower().startswith(("http://", "https://")) else
+                                              {"path": f})
+        paths += [spec["path"]] if "path" in spec else [p for p in spec.get("parts", []) if "://" not in p]
+    return {p: f"{p}: named by datasets.{dataset}.source but not found; put it there or correct the source "
+               f"in the params file" for p in paths}
+
 __all__ = ["PAPER_TABLE_CLASSES", "PYTHON", "Job", "Plan", "Template", "build_plan", "missing_root_message"]
 
 PAPER_TABLE_CLASSES = ("table5", "table6", "table7")  # have a per-class companion (Tables 12-14)
@@ -73,20 +86,41 @@ class _Builder:
             params_keys=["demo_data"], settings=spec,
         ))
 
+    def acquire(self, dataset: str) -> Job:
+        """The job that fills the dataset's root from its ``source`` (writes ``<root>/.acquired.json``)."""
+        spec = self.p.datasets[dataset]
+        template = Template(
+            group="acquire", key="{dataset}",
+            cmd=(*_stage_cmd("acquire", 0), "--params", self.plan.params_file, "--dataset", "{dataset}",
+                 "--out", "{root}"),
+            inputs=(), outputs=(f"{{root}}/{ACQUIRED_MARKER}",), params_keys=("datasets.{dataset}.source",))
+        item = {"dataset": dataset, "root": spec["root"]}
+        return self.plan.add(_templated(
+            f"acquire_{dataset}", "acquire", template, item, {"acquire": str(Path(spec["root"]))},
+            settings=spec["source"], provided=source_paths(dataset, spec["source"]),
+        ))
+
     def ingest(self, dataset: str) -> Job:
         spec = self.p.datasets[dataset]
         root = spec["root"]
         demo = self.demo_data()
         produced = demo is not None and Path(root).is_relative_to(Path(self.p.demo_data["out"]))
+        if "source" in spec and not produced:
+            marker = self.acquire(dataset).outputs[0]
+            return self._ingest(dataset, spec, marker, None)
+        return self._ingest(dataset, spec, demo.outputs[0] if produced else root, None if produced else root)
+
+    def _ingest(self, dataset: str, spec: dict[str, Any], source: str, raw_root: str | None) -> Job:
+        root = spec["root"]
         template = Template(
             group="ingest", key="{dataset}",
             cmd=(*_stage_cmd("ingest", 0), "--params", self.plan.params_file, "--dataset", "{dataset}",
                  "--root", "{root}", "--out", str(Path(self.p.index_path("{dataset}")).parent)),
             inputs=("{source}",), outputs=(self.p.index_path("{dataset}"),), params_keys=("datasets.{dataset}",))
-        item = {"dataset": dataset, "root": root, "source": demo.outputs[0] if produced else root}
+        item = {"dataset": dataset, "root": root, "source": source}
         return self.plan.add(_templated(
             f"ingest_{dataset}", "ingest", template, item, {"shards": self.shards, "dataset": dataset},
-            settings=spec, raw_root=None if produced else root,
+            settings={k: v for k, v in spec.items() if k != "source"}, raw_root=raw_root,
         ))
 
     def pretrain(self, name: str) -> Job:

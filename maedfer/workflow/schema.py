@@ -91,6 +91,23 @@ CHECKPOINT_FILE = {
     "anyOf": [{"required": ["path"]}, {"required": ["url"]}],
 }
 
+_MD5 = {"type": "string", "pattern": "^(md5:)?[0-9a-fA-F]{32}$"}
+_CHECKSUM = {"type": "string", "pattern": "^((md5:)?[0-9a-fA-F]{32}|(sha256:)?[0-9a-fA-F]{64})$"}
+_URL = {"type": "string", "pattern": "^https?://"}
+# Where a dataset comes from (maedfer.data.acquire.sources): a folder, files (local or URLs, byte-split parts
+# joined) with md5 / sha256, or an entry of the built-in catalogue (a mirror, a subset, pinned checksums, the
+# inbox folder of a gated dataset). Credentials never go here: they come from environment variables.
+SOURCE_FILE = {"oneOf": [_STR, {
+    **_obj({"url": _URL, "path": _STR, "parts": {"type": "array", "items": _STR, "minItems": 1}, "name": _STR,
+            "md5": _MD5, "sha256": _SHA256, "checksum": _CHECKSUM, "into": _STR}),
+    "oneOf": [{"required": ["url"]}, {"required": ["path"]}, {"required": ["parts", "name"]}]}]}
+SOURCE = {
+    **_obj({"folder": _STR, "files": {"type": "array", "items": SOURCE_FILE, "minItems": 1}, "catalogue": _NAME,
+            "mirror": _URL, "only": {"type": "array", "items": _STR, "minItems": 1},
+            "checksums": {"type": "object", "additionalProperties": _CHECKSUM}, "inbox": _STR, "keep": _BOOL}),
+    "oneOf": [{"required": ["folder"]}, {"required": ["files"]}, {"required": ["catalogue"]}],
+}
+
 FOLDS = {"oneOf": [{"const": "all"}, {"type": "array", "items": _POS_INT, "minItems": 1, "uniqueItems": True}]}
 
 SCHEMA: dict[str, Any] = _obj(
@@ -112,6 +129,7 @@ SCHEMA: dict[str, Any] = _obj(
                                 "store_size": {"oneOf": [{"type": "integer", "minimum": 16}, {"const": "source"},
                                                          {"type": "null"}]}}),
                 "finetune": _obj(FINETUNE_SETTINGS),  # this dataset's recipe overrides (FERV39k's batch)
+                "source": SOURCE,  # where the root's data comes from: an acquire_<dataset> job fills it
             },
             required=("adapter", "root"),
         )),

@@ -1,4 +1,5 @@
-# Data: the generated demo data set, then one shard set per dataset (pipeline/ingest.py).
+# Data: the generated demo data set, each dataset acquired from its source (pipeline/acquire.py), then one
+# shard set per dataset (pipeline/ingest.py).
 
 
 rule demo_data:
@@ -23,7 +24,31 @@ rule demo_data:
         "{params.cmd} > {log} 2>&1"
 
 
-# Raw dataset folder (or the demo data) -> shards + index.parquet.
+# A dataset's `source` (params file datasets.<name>.source: a folder, files or URLs with checksums, or a
+# catalogue entry) -> its root, verified; <root>/.acquired.json is rewritten only when the source changed.
+rule acquire:
+    output:
+        "{acquire}/.acquired.json",
+    log:
+        log_file("{acquire}/acquire"),
+    params:
+        cmd=job_of("acquire").cmd,
+        settings=job_of("acquire").settings,
+    wildcard_constraints:
+        **job_of("acquire").wildcard_constraints,
+    conda:
+        "../../envs/maedfer.yaml"
+    threads: job_of("acquire").threads
+    resources:
+        gpu=job_of("acquire").gpus,
+        cpus_per_task=job_of("acquire").threads,
+        mem_mb=job_of("acquire").mem_mb,
+        runtime=job_of("acquire").runtime,
+    shell:
+        "{params.cmd} > {log} 2>&1"
+
+
+# Raw dataset folder (or the demo data, or an acquired root's marker) -> shards + index.parquet.
 rule ingest:
     input:
         job_of("ingest").inputs,

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from maedfer.data.acquire.checksums import CHUNK
-from maedfer.data.acquire.errors import AcquireError
+from maedfer.data.acquire.errors import AcquireError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,16 @@ def url_file_name(url: str) -> str:
     return name or "download"
 
 
-def download(url: str, part: Path, timeout: float, retries: int) -> int:
-    """Download ``url`` into ``part`` (resuming what is there); returns the bytes fetched now."""
+def download(url: str, part: Path, timeout: float, retries: int, headers: dict[str, str] | None = None) -> int:
+    """Download ``url`` into ``part`` (resuming what is there); returns the bytes fetched now.
+
+    ``headers`` are added to every request (e.g. a credential's Authorization header; never logged).
+    """
     fetched, attempt = 0, 0
     while True:
         have = part.stat().st_size if part.exists() else 0
         try:
-            got, complete = _download_once(url, part, have, timeout)
+            got, complete = _download_once(url, part, have, timeout, headers)
             fetched += got
             if complete:
                 return fetched
@@ -56,7 +59,8 @@ def download(url: str, part: Path, timeout: float, retries: int) -> int:
                 log.warning("%s: server refused to resume at byte %d; starting again", url, have)
                 part.unlink()
                 continue
-            raise AcquireError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL (and your access to it)") from exc
+            kind = NotFoundError if exc.code == 404 else AcquireError
+            raise kind(f"{url}: HTTP {exc.code} {exc.reason}; check the URL (and your access to it)") from exc
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
             problem = str(getattr(exc, "reason", exc))
         attempt += 1
@@ -69,9 +73,10 @@ def download(url: str, part: Path, timeout: float, retries: int) -> int:
         time.sleep(min(2.0**attempt, 30.0) * 0.1)
 
 
-def _download_once(url: str, part: Path, have: int, timeout: float) -> tuple[int, bool]:
+def _download_once(url: str, part: Path, have: int, timeout: float,
+                   extra: dict[str, str] | None = None) -> tuple[int, bool]:
     """One request; returns (bytes written, whether the file is complete)."""
-    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
+    headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity", **(extra or {})}
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(url, headers=headers)

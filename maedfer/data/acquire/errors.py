@@ -11,3 +11,7 @@ class ChecksumError(AcquireError):
 
 class UnsafeArchiveError(AcquireError):
     """An archive member would be written outside the target folder (or is a special file)."""
+
+
+class NotFoundError(AcquireError):
+    """The server answered 404 for a URL."""
