@@ -11,6 +11,9 @@ per update as ``total_batch / (batch_size x processes)`` (an error when it does 
 ``None``, the total batch is ``batch_size x accum_steps x processes`` (the behaviour before it
 existed). Precision: ``None`` is bf16 autocast on CUDA and fp32 elsewhere; ``"fp16"`` is float16
 autocast with a gradient scaler (the authors' runs), ``"bf16"`` / ``"fp32"`` force the others.
+Data path (``data_path``): "auto" decodes and augments on the GPU when training on CUDA
+(:mod:`maedfer.data.gpu`; the loader workers only read JPEG bytes and draw the parameters) and in the
+workers otherwise; "cpu" / "device" force one.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class PretrainConfig:
     schedule_epochs: int | None = None  # the cosine schedule's length (None: epochs); the run stops after `epochs`
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
     decay_region_tokens: bool = False  # weight decay on the encoder's region tokens too (the authors' pre-training)
+    data_path: str = "auto"  # "auto" (device on CUDA, else cpu), "cpu" (workers decode + augment), "device" (GPU does)
 
 
 @dataclass
@@ -83,4 +87,5 @@ class FinetuneConfig:
     auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
     crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
     reprob: float = 0.25  # random erasing probability (same box in every frame)
+    data_path: str = "auto"  # "auto" (device on CUDA, else cpu), "cpu" (workers decode + augment), "device" (GPU does)
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
