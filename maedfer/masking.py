@@ -57,12 +57,15 @@ class TubeWindowMaskGenerator:
         t, h, w = self.grid
         wh, ww = self.window
         nh, nw = h // wh, w // ww
+        # the draw stays on the generator's device (CPU: the same masks whatever the training device);
+        # ranking and tiling run on ``device`` (the GPU builds the mask)
         noise = torch.rand(batch_size, nh * nw, wh * ww, generator=generator)  # (B, windows, P)
+        if device is not None:
+            noise = noise.to(device)
         rank = noise.argsort(-1).argsort(-1)  # rank of each patch within its window
         masked = rank >= self.num_visible_per_window  # (B, windows, P)
         frame = rearrange(masked, "b (nh nw) (wh ww) -> b (nh wh) (nw ww)", nh=nh, nw=nw, wh=wh, ww=ww)
-        mask = repeat(frame, "b h w -> b (t h w)", t=t)  # (B, L)
-        return mask.to(device) if device is not None else mask
+        return repeat(frame, "b h w -> b (t h w)", t=t)  # (B, L)
 
     def __repr__(self) -> str:
         return (

@@ -175,3 +175,28 @@ def test_bad_input_is_named(index, clip):
     batch = collate_device(samples)
     with pytest.raises(ShardError, match="clip 'clip1' does not decode"):
         decode_batch(batch.jpegs, "cpu", batch.names, batch.counts)
+
+
+@pytest.mark.slow
+def test_training_loops_give_the_same_run_on_either_path(tmp_path):
+    from maedfer.settings import FinetuneConfig, PretrainConfig
+    from maedfer.train.finetune_loop import finetune
+    from maedfer.train.pretrain_loop import pretrain
+    from tests.test_datasets import write_toy_index as write_labelled_index
+
+    index = write_labelled_index(tmp_path / "toy")
+    geom = dict(img_size=64, num_frames=8, region_size=(2, 2, 4))
+    ft = dict(arch="lgi_former_test", arch_kwargs=geom, epochs=1, warmup_epochs=0, batch_size=2, num_workers=0,
+              stride=2, base_lr=0.5, auto_augment=None, reprob=1.0)  # no blend op: bit-exact on CPU
+    runs = {p: finetune(FinetuneConfig(**ft, data_path=p), index, 1, tmp_path / f"ft-{p}") for p in ("cpu", "device")}
+    assert runs["device"]["history"][0]["train/loss"] == runs["cpu"]["history"][0]["train/loss"]
+    assert runs["device"]["metrics"] == runs["cpu"]["metrics"]
+    pt = dict(arch="pretrain_lgi_former_test", arch_kwargs={**geom, "mask_ratio": 0.75}, epochs=1, warmup_epochs=0,
+              batch_size=2, num_workers=0, stride=2, preview_every_epochs=1)
+    runs = {p: pretrain(PretrainConfig(**pt, data_path=p), index, tmp_path / f"pt-{p}") for p in ("cpu", "auto")}
+    assert runs["cpu"]["losses"] == runs["auto"]["losses"]  # auto on CPU is the CPU path
+    device = pretrain(PretrainConfig(**pt, data_path="device"), index, tmp_path / "pt-device")
+    assert device["losses"] == runs["cpu"]["losses"]
+    assert (tmp_path / "pt-device" / "previews" / "epoch-0001.png").is_file()
+    with pytest.raises(ValueError, match="data_path: 'gpu' is not a data path"):
+        pretrain(PretrainConfig(**pt, data_path="gpu"), index, tmp_path / "pt-bad")

@@ -11,6 +11,9 @@ Precision, accumulation (or a ``total_batch``), non-finite losses, checkpoints a
 :class:`maedfer.train.engine.Engine`'s. Mixup/CutMix draw once per micro-batch (``batch_size``
 clips), as the authors' runs draw once per GPU batch: with a ``total_batch`` of 96 and micro-batches
 of 32, one GPU with 3 micro-batches per update and three GPUs mix the same way.
+Data path (``data_path``; "auto": the device path on CUDA): with the device path the training loader's
+workers only read JPEG bytes and draw each clip's augmentation; decoding, augmentation, Mixup/CutMix
+and the soft targets run on the GPU (:mod:`maedfer.data.gpu`). Validation and test read on the CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 import torch
 
 from maedfer.data.datasets import FinetuneDataset, make_loader
+from maedfer.data.gpu.batch import BatchAugment, DeviceBatch
+from maedfer.data.gpu.select import resolve_data_path
 from maedfer.data.mixup import Mixup, SoftTargetCrossEntropy
 from maedfer.data.sampling import derive_rng
 from maedfer.data.shards import index_metadata, read_index
@@ -52,6 +57,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     engine = Engine(Recipe.of(cfg, betas=(0.9, 0.999)), out_dir, config, desc=f"finetune fold {fold}",
                     tracker=tracker, resume=resume)
     device, is_main = engine.device, engine.dist.is_main
+    data_path = resolve_data_path(getattr(cfg, "data_path", "cpu"), device)
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     if not class_names:
         raise ValueError(f"{index_path}: the index has no class names; was it built by python -m pipeline.ingest?")
@@ -66,7 +72,9 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed)
     augment = finetune_train_transform(pe.img_size, auto_augment=cfg.auto_augment, scale=tuple(cfg.crop_scale),
                                        reprob=cfg.reprob)
-    train_set = FinetuneDataset(index_path, fold, "train", "train", transform=augment, **common)
+    train_set = FinetuneDataset(index_path, fold, "train", "train", transform=augment, decode=data_path, **common)
+    on_device = BatchAugment(augment, device, train_set.load_size_for_device) if data_path == "device" else None
+    log.info("fold %d: training data path %s", fold, data_path)
     val_set = FinetuneDataset(index_path, fold, "test", "val", **common)
     test_set = FinetuneDataset(index_path, fold, "test", "test", **common)
     loader_kw = dict(num_workers=cfg.num_workers, num_replicas=engine.dist.world_size, rank=engine.dist.rank,
@@ -85,9 +93,12 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     best_path = engine.ckpt_dir / "best-model.pt"
     best.update(engine.configure(len(train_loader), num_samples=len(train_set)).get("best", {}))
 
-    def step(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], micro: int) -> dict[str, torch.Tensor]:
-        video, label, _ = batch
-        video, label = video.to(device, non_blocking=True), label.to(device)  # (B, 3, T, H, W), (B,)
+    def step(batch: tuple[torch.Tensor, ...] | DeviceBatch, micro: int) -> dict[str, torch.Tensor]:
+        if on_device is not None:  # JPEG bytes + plans -> decoded, augmented on the device
+            video, label = on_device(batch), batch.labels.to(device)  # (B, 3, T, H, W), (B,)
+        else:
+            video, label, _ = batch
+            video, label = video.to(device, non_blocking=True), label.to(device)  # (B, 3, T, H, W), (B,)
         if mixup is not None:
             # one draw per micro-batch; micro 0 keeps the (seed, update, rank) stream of runs without accumulation
             rng = derive_rng(cfg.seed, engine.global_step, engine.dist.rank, micro)

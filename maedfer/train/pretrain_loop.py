@@ -11,6 +11,9 @@ as the authors' pre-training does.
 Determinism: the mask of update ``g`` (micro-batch ``k``) is drawn from a generator seeded by
 (seed, g, k, rank), data randomness from (seed, epoch, clip), and a checkpoint holds the full
 training state, so a run killed after any saved step and resumed ends with the same weights.
+Data path (``data_path``; "auto": the device path on CUDA): with the device path the loader's workers
+only read JPEG bytes and draw each clip's multi-scale crop; decoding and cropping run on the GPU
+(:mod:`maedfer.data.gpu`), as does the ranking that builds the masks.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 import torch
 
 from maedfer.data.datasets import PretrainDataset, make_loader
+from maedfer.data.gpu.batch import BatchAugment, DeviceBatch, collate_device
+from maedfer.data.gpu.select import resolve_data_path
 from maedfer.models import create_model, save_model
 from maedfer.settings import PretrainConfig
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
@@ -33,12 +38,17 @@ def _mask_generator(seed: int, step: int, micro: int, rank: int) -> torch.Genera
     return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1_009 + micro) * 8_191 + rank)
 
 
-def _save_preview(model: torch.nn.Module, dataset: PretrainDataset, epoch: int, seed: int, path: Path) -> Path:
+def _save_preview(model: torch.nn.Module, dataset: PretrainDataset, epoch: int, seed: int, path: Path,
+                  on_device: BatchAugment | None = None) -> Path:
     """Draw the dataset's first clip's reconstruction with a fixed mask (no training RNG is consumed)."""
     from maedfer.viz.reconstruction import save_reconstruction_figure
 
     device = next(model.parameters()).device
-    video = dataset[0].unsqueeze(0).to(device)  # (1, 3, T, H, W)
+    sample = dataset[0]
+    if on_device is not None:  # the device path's sample: bytes + plan
+        video = on_device(collate_device([sample]))  # (1, 3, T, H, W)
+    else:
+        video = sample.unsqueeze(0).to(device)  # (1, 3, T, H, W)
     mask = model.sample_mask(1, generator=torch.Generator().manual_seed(seed), device=device)
     try:
         return save_reconstruction_figure(model, video, mask, path, title=f"epoch {epoch}")
@@ -62,7 +72,10 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     device, rank = engine.device, engine.dist.rank
     model = engine.attach(create_model(cfg.arch, **cfg.arch_kwargs))
     pe = model.encoder.patch_embed
-    dataset = PretrainDataset(index_path, stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed)
+    data_path = resolve_data_path(getattr(cfg, "data_path", "cpu"), device)
+    dataset = PretrainDataset(index_path, stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed,
+                              decode=data_path)
+    on_device = BatchAugment(dataset.transform, device, dataset.load_size_for_device) if data_path == "device" else None
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
                          drop_last=True, num_replicas=engine.dist.world_size, rank=rank,
                          pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
@@ -73,7 +86,9 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     decay = {f"encoder.{n}" for n in model.encoder.no_weight_decay()} if cfg.decay_region_tokens else set()
     engine.configure(len(loader), num_samples=len(dataset), decay_names=decay)
 
-    def step(video: torch.Tensor, micro: int) -> dict[str, torch.Tensor]:
+    def step(video: torch.Tensor | DeviceBatch, micro: int) -> dict[str, torch.Tensor]:
+        if on_device is not None:  # JPEG bytes + plans -> decoded, cropped on the device
+            video = on_device(video)  # (B, 3, T, H, W)
         video = video.to(device, non_blocking=True)  # (B, 3, T, H, W)
         mask = model.sample_mask(video.shape[0], generator=_mask_generator(cfg.seed, engine.global_step, micro, rank),
                                  device=device)
@@ -89,7 +104,8 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     def preview(epoch: int) -> None:
         if engine.dist.is_main and cfg.preview_every_epochs and (
                 epoch % cfg.preview_every_epochs == 0 or epoch == cfg.epochs):
-            path = _save_preview(model, dataset, epoch, cfg.seed, out_dir / "previews" / f"epoch-{epoch:04d}.png")
+            path = _save_preview(model, dataset, epoch, cfg.seed, out_dir / "previews" / f"epoch-{epoch:04d}.png",
+                                 on_device)
             if tracker is not None:
                 tracker.log_artifact(path, artifact_path="previews")
 
