@@ -44,7 +44,7 @@ def check_common(adapter: DatasetAdapter, records: list[ClipRecord]) -> None:
 
 # ----------------------------------------------------------------------------------------- registry
 def test_registry_names_and_class_attributes() -> None:
-    assert list(ADAPTERS) == ["voxceleb2", "dfew", "ferv39k", "mafw", "cremad", "ravdess", "enterface"]
+    assert list(ADAPTERS) == ["voxceleb2", "dfew", "ferv39k", "mafw", "cremad", "ravdess", "enterface", "custom"]
     expect = {
         "voxceleb2": (0, 0, FaceMode.FIXED_UPPER_CENTRE, 4),
         "dfew": (7, 5, FaceMode.PRECROPPED, 4),

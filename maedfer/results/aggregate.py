@@ -102,10 +102,14 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     return {**spec, "rows": rows}
 
 
-def _paper_table(name: str) -> PaperTable:
+def _paper_table(name: str, rows: Sequence[RowSpec] = ()) -> PaperTable:
     paper = load_paper_tables()
     if name not in paper:
-        raise ResultsInputError(f"--table {name!r}: no such paper table; known: {', '.join(paper.tables)}")
+        if rows and all(r.paper_row_key is None for r in rows):
+            # a table over the user's own dataset(s): no published numbers beside ours
+            return PaperTable(name=name, title=f"{name} (own data)", sections={r.dataset: () for r in rows})
+        raise ResultsInputError(f"--table {name!r}: no such paper table; known: {', '.join(paper.tables)} (a table "
+                                "of your own data takes rows without a paper counterpart: --row KEY=none:...)")
     return paper[name]
 
 
@@ -145,7 +149,7 @@ def aggregate_table(
     tracking_uri: str | None = None,
 ) -> AggregateOutputs:
     """Aggregate our rows, write the table files and log the MLflow runs (see the module docstring)."""
-    paper_table = _paper_table(table)
+    paper_table = _paper_table(table, rows)
     if not rows:
         raise ResultsInputError(f"{table}: no rows given; pass --row KEY:DATASET:FOLD_DIR[,...] at least once")
     results = [aggregate_row(spec) for spec in rows]

@@ -28,7 +28,7 @@ from typing import Any
 from maedfer.workflow import released
 from maedfer.workflow.jobs import PYTHON, Job, Plan, Template
 from maedfer.workflow.jobs import stage_cmd as _stage_cmd
-from maedfer.workflow.profile import PER_CLASS_TABLES, Profile, load_profile
+from maedfer.workflow.profile import PER_CLASS_TABLES, Profile, load_profile, own_data_table
 
 ACQUIRED_MARKER = ".acquired.json"  # maedfer.data.acquire.bring.MARKER_NAME (not imported: keeps parsing light)
 
@@ -182,11 +182,13 @@ class _Builder:
         spec = self.p.tables[table]
         out = self.p.results_dir(table)
         rows, inputs = [], []
+        own = own_data_table(self.p, table)
         for ds, folds in self.p.table_folds(table).items():
             for row, experiment in spec["rows"].items():
                 dirs = [str(Path(self.finetune(experiment, ds, k).outputs[0]).parent) for k in folds]
                 inputs += [f"{d}/metrics.json" for d in dirs] + [f"{d}/predictions.csv" for d in dirs]
-                rows += ["--row", f"{row}:{ds}:{','.join(dirs)}"]
+                key = f"{row}=none" if own else row  # own data: no paper row to compare with
+                rows += ["--row", f"{key}:{ds}:{','.join(dirs)}"]
         outputs = [f"{out}/{table}.{ext}" for ext in ("md", "csv", "tex")]
         per_class = table in PAPER_TABLE_CLASSES
         if per_class:

@@ -242,6 +242,11 @@ def _check_released_finetuned(p: Profile) -> list[str]:
     return errors
 
 
+def own_data_table(p: Profile, table: str) -> bool:
+    """Whether every dataset of ``table`` is the user's own (``adapter: custom``): it has no paper counterpart."""
+    return all(p.datasets.get(ds, {}).get("adapter") == "custom" for ds in p.tables[table]["datasets"])
+
+
 def _check_paper_rows(p: Profile) -> list[str]:
     """Every table and row key must exist in the paper's reference data (maedfer/results/paper_tables.yaml)."""
     from maedfer.results.paper import load_paper_tables
@@ -249,6 +254,8 @@ def _check_paper_rows(p: Profile) -> list[str]:
     paper = load_paper_tables()
     errors = []
     for table, spec in p.tables.items():
+        if own_data_table(p, table):
+            continue  # a table over the user's own dataset(s): no paper rows to match
         if table not in paper:
             errors.append(f"tables.{table}: not one of the paper's tables ({', '.join(t for t in paper)})")
             continue

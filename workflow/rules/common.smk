@@ -46,7 +46,11 @@ for _plan in (DEMO, PAPER):
             BY_OUTPUT[_out] = (_plan, _job)
 
 
-WILDCARDS = sorted({key for _, job in JOBS.values() for key in job.wildcards})
+# Every wildcard of the rules' output patterns, also those no job of these plans uses (a profile without
+# downloads or acquired datasets): a rule without jobs then matches no file, rather than every file.
+RULE_WILDCARDS = {"acquire", "dataset", "demo", "download", "experiment", "fold", "pretraining", "results", "runs",
+                  "shards", "table"}
+WILDCARDS = sorted({key for _, job in JOBS.values() for key in job.wildcards} | RULE_WILDCARDS)
 
 
 def constraints(rule):

@@ -13,6 +13,7 @@ from typing import Any
 
 from maedfer.data.adapters.base import FRAME_EXTENSIONS, DatasetAdapter, LayoutError
 from maedfer.data.adapters.cremad import CremaDAdapter
+from maedfer.data.adapters.custom import CustomAdapter
 from maedfer.data.adapters.dfew import DFEWAdapter
 from maedfer.data.adapters.enterface import ENTERFACEAdapter
 from maedfer.data.adapters.ferv39k import FERV39kAdapter
@@ -30,6 +31,7 @@ ADAPTERS: dict[str, type[DatasetAdapter]] = {
         CremaDAdapter,
         RAVDESSAdapter,
         ENTERFACEAdapter,
+        CustomAdapter,
     )
 }
 
