@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "demo-data": "generate the labelled demo dataset from real faces (DFEW/VoxCeleb2 layouts)",
     "predict": "expression probabilities of videos, per window and overall",
     "workflow": "validate params files, list a target's jobs, write the DVC pipelines",
+    "export-hf": "write a model folder in the Hugging Face Hub convention (safetensors, config, card)",
+    "app": "a local web page for trying a model on a face video (Gradio, 127.0.0.1)",
 }
 
 

@@ -47,8 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--checkpoint",
         default=None,
         metavar="PATH",
-        help="maedfer model file or official fine-tuned checkpoint (default: the demo model "
-        "runs/demo/finetune/mae_dfer/dfew/fold1/model.pt)",
+        help="maedfer model file, model folder (maedfer export-hf) or Hub id owner/name, or official fine-tuned "
+        "checkpoint (default: the demo model runs/demo/finetune/mae_dfer/dfew/fold1/model.pt)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (schema maedfer.predict.batch/1)")
     p.add_argument(

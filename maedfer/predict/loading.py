@@ -47,8 +47,34 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
         )
     path = Path(checkpoint)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found; pass --checkpoint with an existing model file")
+        raise CheckpointError(
+            f"{path}: checkpoint file not found; pass --checkpoint with an existing model file, "
+            "a model folder (maedfer export-hf) or a Hub id owner/name"
+        )
     return path
+
+
+def is_hub_source(checkpoint: str | Path | None) -> bool:
+    """True for a model folder (config.json + model.safetensors) or an ``owner/name`` Hub id not found locally."""
+    if checkpoint is None:
+        return False
+    from maedfer.hub import looks_like_repo_id
+
+    path = Path(checkpoint)
+    return path.is_dir() or (not path.exists() and looks_like_repo_id(str(checkpoint)))
+
+
+def _load_hub(source: str | Path) -> nn.Module:
+    """The classifier of a Hub model folder or Hub id (JSON and safetensors only, nothing unpickled)."""
+    from maedfer.hub import HubFolderError, load_pretrained
+
+    try:
+        model = load_pretrained(source).model
+    except HubFolderError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if not hasattr(model, "head"):
+        raise CheckpointError(f"{source}: is a pre-training model; predict with a fine-tuned (classification) model")
+    return model
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -92,15 +118,20 @@ def load_for_prediction(
 ) -> LoadedModel:
     """Load a model for prediction.
 
-    Load a maedfer model file or a converted-on-the-fly official fine-tuned checkpoint
-    (``trust_pickle`` allows full unpickling of official files that need it: only files you trust).
+    Load a maedfer model file, a model folder in the Hub convention (or an ``owner/name`` Hub id) or a
+    converted-on-the-fly official fine-tuned checkpoint (``trust_pickle`` allows full unpickling of
+    official files that need it: only files you trust).
     """
     from maedfer.train.evaluate import load_classifier
 
-    path = resolve_checkpoint(checkpoint)
+    hub = is_hub_source(checkpoint)
+    path = Path(checkpoint) if hub else resolve_checkpoint(checkpoint)
     dev = resolve_device(device)
     try:
-        model = load_classifier(path, class_names=class_names, trust_pickle=trust_pickle)
+        if hub:
+            model = _load_hub(checkpoint)
+        else:
+            model = load_classifier(path, class_names=class_names, trust_pickle=trust_pickle)
     except (CheckpointError, FileNotFoundError):
         raise
     except Exception as exc:  # unpickling errors, shape mismatches, foreign files: one line for the user
