@@ -4,8 +4,14 @@ Modes: fine-tuning train (16 frames at stride 4, RandAugment + crop + flip + era
 pre-training (16 frames at stride 4, multi-scale crop). Also a single-process table of the
 JPEG decoders (torchvision, OpenCV, PIL) on the index's own frames. Reports only, never asserts.
 
+The device data path (``data_path: device``, :mod:`maedfer.data.gpu`): the CPU time a worker spends per
+clip on the CPU path (read + decode + augment) vs the device path (read the bytes + draw the plan), and
+the device path's clips/s (loader + batched decode and augmentation on ``--device``: CUDA when there is
+one, else the same code on CPU tensors).
+
     python benchmarks/loader_throughput.py                                  # synthetic index in a temp dir
     python benchmarks/loader_throughput.py --index data/dfew/index.parquet --workers 1 2 16
+    python benchmarks/loader_throughput.py --skip-loader --cpu-clips 64     # only the device-path tables
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from maedfer.data.datasets import FinetuneDataset, PretrainDataset, ShardClipDataset, make_loader
+from maedfer.data.gpu.batch import BatchAugment
 from maedfer.data.sampling import derive_rng, pretrain_indices, train_indices
 from maedfer.data.shards import ShardWriter, build_index_table, read_clip_frames, write_index
 
@@ -94,6 +101,43 @@ def bench_loader(ds: ShardClipDataset, mode: str, workers: int, batch: int, batc
     return dict(mode=mode, workers=workers, clips=clips, sec=sec, clips_s=clips / sec, frames_s=frames / sec)
 
 
+def worker_cpu_ms(ds: ShardClipDataset, clips: int) -> float:
+    """CPU milliseconds per clip of ``ds[(i, 0)]`` in this process (what one loader worker spends)."""
+    ds[(0, 0)]  # warm-up (imports, first shard open)
+    start = time.process_time()
+    for i in range(clips):
+        ds[(i % len(ds), 0)]
+    return 1000 * (time.process_time() - start) / clips
+
+
+def bench_device_path(ds: ShardClipDataset, workers: int, batch: int, batches: int, device: torch.device) -> dict:
+    """clips/s of the device path: loader (bytes + plans) then BatchAugment on ``device``, one batch at a time."""
+    augment = BatchAugment(ds.transform, device, ds.load_size_for_device)
+    loader = make_loader(ds, batch, shuffle=True, seed=0, num_workers=workers, drop_last=True,
+                         prefetch_factor=4, pin_memory=device.type == "cuda")
+    loader.sampler.set_epoch(0)
+    it = iter(loader)
+    augment(next(it))  # start-up, first batch (and CUDA kernels' first launch) untimed
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    done = aug_sec = 0.0
+    for _ in range(batches):
+        try:
+            b = next(it)
+        except StopIteration:
+            break
+        t0 = time.perf_counter()
+        augment(b)
+        sync()
+        aug_sec += time.perf_counter() - t0
+        done += 1
+    sec = time.perf_counter() - start
+    del it
+    clips = int(done * batch)
+    return dict(clips=clips, sec=sec, clips_s=clips / sec, aug_clips_s=clips / max(aug_sec, 1e-9))
+
+
 def bench_decoders(index: Path, ds: ShardClipDataset, frames_wanted: int = 480) -> list[tuple[str, float]]:
     jpegs: list[bytes] = []
     for i in range(len(ds)):
@@ -130,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", nargs="+", choices=["finetune", "pretrain"], default=["finetune", "pretrain"])
     p.add_argument("--stride", type=int, default=4)
     p.add_argument("--synthetic-clips", type=int, default=256)
+    p.add_argument("--cpu-clips", type=int, default=64, help="clips per row of the worker CPU-time table")
+    p.add_argument("--device", default="auto", help="device of the device path (auto: cuda if available, else cpu)")
+    p.add_argument("--device-workers", type=int, default=None,
+                   help="loader workers of the device path (default: the largest of --workers)")
+    p.add_argument("--skip-loader", action="store_true", help="skip the decoder and CPU DataLoader tables")
     args = p.parse_args(argv)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="maedfer-loader-bench-") as tmp:
@@ -148,6 +199,25 @@ def main(argv: list[str] | None = None) -> int:
             "pretrain": PretrainDataset(index, stride=args.stride),
         }
         print(f"host: {os.cpu_count()} CPUs, torch {torch.__version__}, batch {args.batch_size}")
+        device_sets = {
+            "finetune": FinetuneDataset(index, None, "train", "train", stride=args.stride, decode="device"),
+            "pretrain": PretrainDataset(index, stride=args.stride, decode="device"),
+        }
+        print(f"\nWorker CPU time per clip, one process ({args.cpu_clips} clips, torch threads 1):")
+        print("| mode | CPU path: read + decode + augment (ms) | device path: read bytes + draw plan (ms) |")
+        print("|---|---:|---:|")
+        for mode in args.modes:
+            full, only = worker_cpu_ms(datasets[mode], args.cpu_clips), worker_cpu_ms(device_sets[mode], args.cpu_clips)
+            print(f"| {mode} | {full:.2f} | {only:.2f} |", flush=True)
+        workers = args.device_workers if args.device_workers is not None else max(args.workers)
+        print(f"\nDevice path on {device} ({workers} loader workers; augment = batched decode + augmentation only):")
+        print("| mode | device | clips | seconds | clips/s | augment clips/s |\n|---|---|---:|---:|---:|---:|")
+        for mode in args.modes:
+            r = bench_device_path(device_sets[mode], workers, args.batch_size, args.batches, device)
+            print(f"| {mode} | {device} | {r['clips']} | {r['sec']:.2f} | {r['clips_s']:.1f} "
+                  f"| {r['aug_clips_s']:.1f} |", flush=True)
+        if args.skip_loader:
+            return 0
         print("\nJPEG decode, one process:")
         print(f"| {'decoder':<28} | frames/s |\n|{'-' * 30}|---------:|")
         for name, fps in bench_decoders(index, datasets["finetune"]):

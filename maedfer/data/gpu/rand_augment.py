@@ -20,7 +20,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 
 from maedfer.data.rand_augment import FILL, DrawnOp
@@ -28,11 +27,17 @@ from maedfer.data.rand_augment import FILL, DrawnOp
 Frames = torch.Tensor  # uint8 (N, 3, H, W)
 
 
+def _plane_index(frames: Frames) -> torch.Tensor:
+    """int64 (N*3, H*W): each pixel's value plus 256 x its (frame, channel) plane number."""
+    flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
+    return flat + 256 * torch.arange(flat.shape[0], device=frames.device).unsqueeze(1)
+
+
 def _lut(frames: Frames, lut: torch.Tensor) -> Frames:
     """Apply per-(frame, channel) lookup tables ``lut`` (N*3, 256) to uint8 (N, 3, H, W)."""
     n, c, h, w = frames.shape
-    flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
-    return rearrange(lut.gather(1, flat).to(torch.uint8), "(n c) (h w) -> n c h w", n=n, c=c, h=h, w=w)
+    out = torch.take(lut.to(torch.uint8).reshape(-1), _plane_index(frames))  # (N*3, H*W)
+    return rearrange(out, "(n c) (h w) -> n c h w", n=n, c=c, h=h, w=w)
 
 
 def _shared_lut(frames: Frames, table: torch.Tensor) -> Frames:
@@ -42,10 +47,8 @@ def _shared_lut(frames: Frames, table: torch.Tensor) -> Frames:
 
 def _histograms(frames: Frames) -> torch.Tensor:
     """Per-(frame, channel) histograms (N*3, 256) int64."""
-    flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
-    return torch.zeros(flat.shape[0], 256, dtype=torch.int64, device=frames.device).scatter_add_(
-        1, flat, torch.ones_like(flat)
-    )
+    planes = frames.shape[0] * frames.shape[1]
+    return torch.bincount(_plane_index(frames).reshape(-1), minlength=planes * 256).view(planes, 256)
 
 
 def invert(frames: Frames) -> Frames:
@@ -135,16 +138,16 @@ def brightness(frames: Frames, factor: float) -> Frames:
 
 
 def sharpness(frames: Frames, factor: float) -> Frames:
-    """Blend with Pillow's SMOOTH-filtered frame (3 x 3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, borders kept)."""
-    n, c, h, w = frames.shape
-    kernel = torch.ones(3, 3, dtype=torch.float32, device=frames.device)
-    kernel[1, 1] = 5.0
-    kernel = (kernel / 13.0).view(1, 1, 3, 3)
-    x = frames.to(torch.float32).reshape(n * c, 1, h, w)
-    smooth = F.conv2d(x, kernel).add_(0.5).floor_().clamp_(0, 255)  # (n*c, 1, h-2, w-2)
+    """Blend with Pillow's SMOOTH-filtered frame (3 x 3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, rounded, borders kept)."""
+    x = frames.to(torch.int32)
+    h, w = x.shape[-2:]
+    total = 4 * x[..., 1:-1, 1:-1]  # centre weight 5 = 4 + the 1 of the 3 x 3 sum below
+    for dy in range(3):
+        for dx in range(3):
+            total = total + x[..., dy : dy + h - 2, dx : dx + w - 2]
     degenerate = x.clone()
-    degenerate[..., 1:-1, 1:-1] = smooth
-    return _blend(degenerate.view(n, c, h, w), frames, factor)
+    degenerate[..., 1:-1, 1:-1] = torch.div(2 * total + 13, 26, rounding_mode="floor")  # round(total / 13)
+    return _blend(degenerate, frames, factor)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,8 +155,16 @@ def sharpness(frames: Frames, factor: float) -> Frames:
 
 
 def _cubic(v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor, v4: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Pillow's bicubic step (its a = -1 cubic in polynomial form, exact on flat areas)."""
-    return v2 + d * ((v3 - v1) + d * ((2 * (v1 - v2) + v3 - v4) + d * (v2 - v1 - v3 + v4)))
+    """Pillow's bicubic step (its a = -1 cubic, Horner form, exact on flat areas); overwrites v3.
+
+    ``v2 + d (p2 + d (p3 + d p4))`` with p2 = v3 - v1, p3 = 2 (v1 - v2) + v3 - v4, p4 = v2 - v1 - v3 + v4,
+    each evaluated in Pillow's order (so the float64 result is Pillow's, bit for bit).
+    """
+    p4 = v2 - v1
+    p4.sub_(v3).add_(v4)
+    p3 = (v1 - v2).mul_(2).add_(v3).sub_(v4)  # (2 (v1 - v2) + v3) - v4
+    p2 = v3.sub_(v1)
+    return p4.mul_(d).add_(p3).mul_(d).add_(p2).mul_(d).add_(v2)
 
 
 def affine(frames: Frames, matrix: Sequence[float], fill: Sequence[int] = FILL) -> Frames:
@@ -168,12 +179,13 @@ def affine(frames: Frames, matrix: Sequence[float], fill: Sequence[int] = FILL) 
     xi, yi = xs - 0.5, ys - 0.5
     x0, y0 = xi.floor(), yi.floor()
     dx, dy = xi - x0, yi - y0
-    src = frames.to(torch.float64)  # (N, C, H, W)
+    flat = frames.reshape(n * c, h * w)  # uint8: gather the taps at 1 byte each, then widen
     cols = [(x0 + i).clamp(0, w - 1).long() for i in range(-1, 3)]
     rows = []
     for j in range(-1, 3):
-        iy = (y0 + j).clamp(0, h - 1).long()
-        rows.append(_cubic(*(src[:, :, iy, ix] for ix in cols), dx))
+        base = (y0 + j).clamp(0, h - 1).long() * w
+        taps = [flat.index_select(1, (base + ix).reshape(-1)).view(n, c, h, w).to(torch.float64) for ix in cols]
+        rows.append(_cubic(*taps, dx))
     out = _cubic(*rows, dy).clamp_(0, 255).trunc_()  # (N, C, H, W)
     fill_t = torch.tensor(list(fill), dtype=torch.float64, device=dev).view(1, c, 1, 1)
     return torch.where(valid, out, fill_t).to(torch.uint8)
