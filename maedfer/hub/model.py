@@ -30,6 +30,7 @@ from huggingface_hub import ModelCard, PyTorchModelHubMixin, constants, hf_hub_d
 from torch import nn
 
 from maedfer.hub.card import CARD_TEMPLATE, card_context, card_data
+from maedfer.io_utils import atomic_path
 from maedfer.models import create_model
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,10 @@ class MaedferModel(
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write the wrapped model's state dict to ``model.safetensors`` (shared tensors handled by safetensors)."""
-        safetensors.torch.save_model(self.model, str(Path(save_directory) / WEIGHTS_NAME), metadata={"format": "pt"})
+        with atomic_path(Path(save_directory) / WEIGHTS_NAME) as tmp:
+            mode = tmp.stat().st_mode  # the umask's mode: safetensors' own file would be 0600
+            safetensors.torch.save_model(self.model, str(tmp), metadata={"format": "pt"})
+            tmp.chmod(mode)
 
     @classmethod
     def _from_pretrained(
