@@ -13,7 +13,7 @@ from maedfer.data.datasets import FinetuneDataset, PretrainDataset, make_loader
 from maedfer.data.gpu.batch import BatchAugment, ClipBytes, DeviceBatch, collate_device
 from maedfer.data.gpu.decode import decode_batch
 from maedfer.data.gpu.plan import ClipPlan, NoDeviceVersion, draw_plan
-from maedfer.data.gpu.rand_augment import apply_op, apply_ops
+from maedfer.data.gpu.rand_augment import apply_op, apply_ops, apply_ops_batch
 from maedfer.data.rand_augment import DrawnOp, RandAugment
 from maedfer.data.sampling import derive_rng
 from maedfer.data.shards import ShardError, ShardWriter, build_index_table
@@ -200,3 +200,13 @@ def test_training_loops_give_the_same_run_on_either_path(tmp_path):
     assert (tmp_path / "pt-device" / "previews" / "epoch-0001.png").is_file()
     with pytest.raises(ValueError, match="data_path: 'gpu' is not a data path"):
         pretrain(PretrainConfig(**pt, data_path="gpu"), index, tmp_path / "pt-bad")
+
+
+def test_batched_ops_equal_clip_by_clip(clip):
+    ra = RandAugment.from_config("rand-m7-n4-mstd0.5-inc1")
+    clips = torch.stack([clip, clip.flip(-1), clip.flip(-2), 255 - clip, clip, clip])  # (B, T, 3, H, W)
+    ops = [ra.sample(np.random.default_rng(seed)) for seed in range(len(clips))]
+    ops[-1] = []  # a clip with no op
+    got = apply_ops_batch(clips, ops)
+    for c, o, g in zip(clips, ops, got, strict=True):
+        assert torch.equal(g, apply_ops(c, o))

@@ -11,9 +11,10 @@ training device and applies the pipeline's steps with each clip's drawn paramete
         label = batch.labels.to(device)
 
 The steps are the CPU transforms' own arithmetic on device tensors (the same functions where they are
-tensor code), so on CPU tensors the result equals the CPU path's (tests/test_gpu_data.py). Steps with
-per-clip parameters (RandAugment, crops, flips, boxes) run clip by clip, each on all T frames at once;
-decoding is one call for the batch.
+tensor code), so on CPU tensors the result equals the CPU path's (tests/test_gpu_data.py). Decoding is
+one call for the batch; RandAugment is a few calls per layer for the whole batch (clips grouped by op,
+:func:`~maedfer.data.gpu.rand_augment.apply_ops_batch`); Normalize and the layout change run on the
+stacked batch; crops, flips and erasing boxes (one slice or resize per clip) run clip by clip.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from einops import rearrange
 from maedfer.data.erasing import RandomErasing
 from maedfer.data.gpu.decode import decode_batch
 from maedfer.data.gpu.plan import ClipPlan, check_device_pipeline
-from maedfer.data.gpu.rand_augment import apply_ops
+from maedfer.data.gpu.rand_augment import apply_ops, apply_ops_batch
 from maedfer.data.rand_augment import RandAugment
 from maedfer.data.transforms import (
     CenterCrop,
@@ -187,9 +188,15 @@ class BatchAugment:
     @torch.no_grad()
     def __call__(self, batch: DeviceBatch) -> torch.Tensor:
         """float32 (B, C, T, H, W) on the device."""
-        out = []
-        for clip, plan in zip(self.frames(batch), batch.plans, strict=True):
-            for t, entry in zip(self.transform.transforms, plan.steps, strict=True):
-                clip = apply_step(t, clip, entry)
-            out.append(clip)
-        return torch.stack(out)
+        clips = self.frames(batch)
+        for k, t in enumerate(self.transform.transforms):
+            entries = [plan.steps[k] for plan in batch.plans]
+            same = len({(c.shape, c.dtype) for c in clips}) == 1
+            if same and isinstance(t, RandAugment):
+                clips = list(apply_ops_batch(torch.stack(clips), entries, t.fill).unbind(0))
+            elif same and isinstance(t, Normalize):
+                stacked = torch.stack(clips)  # (B, T, C, H, W)
+                clips = list(_normalize(t, stacked.flatten(0, 1)).view(stacked.shape).unbind(0))
+            else:
+                clips = [apply_step(t, clip, entry) for clip, entry in zip(clips, entries, strict=True)]
+        return torch.stack(clips)

@@ -1,14 +1,16 @@
 """RandAugment's ops on uint8 tensors (N, 3, H, W), on any device, matching Pillow's arithmetic.
 
-Every op takes the frames of one clip and the arguments drawn for that clip
-(:class:`~maedfer.data.rand_augment.DrawnOp`) and returns uint8 frames of the same shape.
+Every op works frame by frame with per-frame arguments (a tensor (N,) or (N, 6)), so one call serves
+the frames of many clips, each with its own drawn arguments. :func:`apply_ops_batch` runs the drawn ops
+of a whole batch of clips (B, T, 3, H, W): at each of RandAugment's layers it groups the clips by op and
+makes one call per op for the group (a few calls per layer, not one per clip).
 
 Agreement with the Pillow ops of :mod:`maedfer.data.rand_augment` on CPU tensors (tests/test_gpu_data.py):
 
 * exact: Invert, Posterize, Solarize, SolarizeAdd, AutoContrast, Equalize (lookup tables from the same
   histograms), and the affine ops ShearX/Y, TranslateX/YRel, Rotate: Pillow's affine bicubic (its
-  ``a = -1`` cubic, written in Pillow's polynomial form, edge-clamped taps, fill where the source point
-  falls outside the image, truncation) evaluated in float64;
+  ``a = -1`` cubic in Pillow's Horner form, edge-clamped taps, fill where the source point falls
+  outside the image, truncation) evaluated in float64 as Pillow does;
 * Color, Contrast, Brightness (Pillow's ``Image.blend`` in float32 with truncation) and Sharpness
   (the SMOOTH 3 x 3 filter, rounded, borders copied): exact on the test images; the stated tolerance is
   1 grey level (a float rounding on another device or Pillow build may move a truncation by one).
@@ -27,6 +29,12 @@ from maedfer.data.rand_augment import FILL, DrawnOp
 Frames = torch.Tensor  # uint8 (N, 3, H, W)
 
 
+def _per_frame(frames: Frames, value: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A scalar or (N,) argument as (N, 1, 1, 1) of ``dtype`` on the frames' device."""
+    t = torch.as_tensor(value, dtype=dtype).to(frames.device)
+    return t.expand(frames.shape[0]).reshape(-1, 1, 1, 1) if t.ndim == 0 else t.reshape(-1, 1, 1, 1)
+
+
 def _plane_index(frames: Frames) -> torch.Tensor:
     """int64 (N*3, H*W): each pixel's value plus 256 x its (frame, channel) plane number."""
     flat = rearrange(frames, "n c h w -> (n c) (h w)").long()
@@ -40,11 +48,6 @@ def _lut(frames: Frames, lut: torch.Tensor) -> Frames:
     return rearrange(out, "(n c) (h w) -> n c h w", n=n, c=c, h=h, w=w)
 
 
-def _shared_lut(frames: Frames, table: torch.Tensor) -> Frames:
-    """Apply one lookup table (256,) to every pixel."""
-    return table.to(frames.device)[frames.long()].to(torch.uint8)
-
-
 def _histograms(frames: Frames) -> torch.Tensor:
     """Per-(frame, channel) histograms (N*3, 256) int64."""
     planes = frames.shape[0] * frames.shape[1]
@@ -56,24 +59,24 @@ def invert(frames: Frames) -> Frames:
     return 255 - frames
 
 
-def posterize(frames: Frames, bits: int) -> Frames:
-    """Keep the ``bits`` most significant bits."""
-    if bits >= 8:
-        return frames
-    return frames & (~(2 ** (8 - bits) - 1) & 0xFF)
+def posterize(frames: Frames, bits: int | torch.Tensor) -> Frames:
+    """Keep the ``bits`` most significant bits (8 or more: unchanged)."""
+    bits = _per_frame(frames, bits, torch.int64).clamp(0, 8)
+    mask = (255 - ((1 << (8 - bits)) - 1)).to(torch.uint8)  # ~(2^(8 - bits) - 1) & 0xFF
+    return frames & mask
 
 
-def solarize(frames: Frames, thresh: int) -> Frames:
-    """Invert the pixels at or above ``thresh``."""
-    if thresh > 255:  # (compared as a Python int: a uint8 tensor would wrap 256 to 0)
-        return frames
-    return torch.where(frames >= max(0, int(thresh)), 255 - frames, frames)
+def solarize(frames: Frames, thresh: int | torch.Tensor) -> Frames:
+    """Invert the pixels at or above ``thresh`` (256: none)."""
+    thresh = _per_frame(frames, thresh, torch.int32)  # int32: a uint8 threshold would wrap 256 to 0
+    return torch.where(frames.to(torch.int32) >= thresh, 255 - frames, frames)
 
 
-def solarize_add(frames: Frames, add: int, thresh: int = 128) -> Frames:
+def solarize_add(frames: Frames, add: int | torch.Tensor, thresh: int = 128) -> Frames:
     """Add ``add`` (clipped to 255) to the pixels below ``thresh``."""
-    table = torch.tensor([min(255, i + add) if i < thresh else i for i in range(256)], dtype=torch.uint8)
-    return _shared_lut(frames, table)
+    x = frames.to(torch.int32)
+    added = (x + _per_frame(frames, add, torch.int32)).clamp_(max=255)
+    return torch.where(x < thresh, added, x).to(torch.uint8)
 
 
 def auto_contrast(frames: Frames) -> Frames:
@@ -86,8 +89,7 @@ def auto_contrast(frames: Frames) -> Frames:
     stretch = hi > lo
     scale = 255.0 / torch.where(stretch, hi - lo, torch.ones_like(hi))
     lut = torch.trunc(levels * scale - lo * scale).clamp(0, 255)
-    lut = torch.where(stretch, lut, levels.expand_as(lut)).long()
-    return _lut(frames, lut)
+    return _lut(frames, torch.where(stretch, lut, levels.expand_as(lut)))
 
 
 def equalize(frames: Frames) -> Frames:
@@ -96,48 +98,45 @@ def equalize(frames: Frames) -> Frames:
     nonzero = hist > 0
     count = nonzero.sum(1, keepdim=True)
     last_idx = torch.where(nonzero, torch.arange(256, device=hist.device), -1).amax(1, keepdim=True).clamp(min=0)
-    last = hist.gather(1, last_idx)
-    step = (hist.sum(1, keepdim=True) - last) // 255  # (N*3, 1)
+    step = (hist.sum(1, keepdim=True) - hist.gather(1, last_idx)) // 255  # (N*3, 1)
     identity = (count <= 1) | (step == 0)
     safe = torch.where(identity, torch.ones_like(step), step)
     before = torch.cumsum(hist, 1) - hist  # counts below each level
     lut = ((safe // 2 + before) // safe).clamp(0, 255)
-    lut = torch.where(identity, torch.arange(256, device=hist.device).expand_as(lut), lut)
-    return _lut(frames, lut)
+    return _lut(frames, torch.where(identity, torch.arange(256, device=hist.device).expand_as(lut), lut))
 
 
 def _grey(frames: Frames) -> torch.Tensor:
-    """Pillow's RGB -> L: (R 19595 + G 38470 + B 7471 + 32768) >> 16, int64 (N, 1, H, W)."""
-    x = frames.long()
+    """Pillow's RGB -> L: (R 19595 + G 38470 + B 7471 + 32768) >> 16, int32 (N, 1, H, W)."""
+    x = frames.to(torch.int32)
     return (x[:, 0:1] * 19595 + x[:, 1:2] * 38470 + x[:, 2:3] * 7471 + 0x8000) >> 16
 
 
-def _blend(degenerate: torch.Tensor, frames: Frames, factor: float) -> Frames:
+def _blend(degenerate: torch.Tensor, frames: Frames, factor: float | torch.Tensor) -> Frames:
     """Pillow's ``Image.blend(degenerate, image, factor)``: float32 maths, truncated, clipped."""
-    alpha = torch.tensor(factor, dtype=torch.float32, device=frames.device)
+    alpha = _per_frame(frames, factor, torch.float32)
     d = degenerate.to(torch.float32)
     out = d + alpha * (frames.to(torch.float32) - d)
     return out.clamp_(0, 255).trunc_().to(torch.uint8)
 
 
-def color(frames: Frames, factor: float) -> Frames:
+def color(frames: Frames, factor: float | torch.Tensor) -> Frames:
     """Blend with the frame's greyscale version."""
     return _blend(_grey(frames).expand_as(frames), frames, factor)
 
 
-def contrast(frames: Frames, factor: float) -> Frames:
+def contrast(frames: Frames, factor: float | torch.Tensor) -> Frames:
     """Blend with the frame's mean grey level (Pillow's ``int(mean + 0.5)``)."""
-    grey = _grey(frames).to(torch.float64)
-    mean = torch.floor(grey.mean(dim=(1, 2, 3), keepdim=True) + 0.5)  # (N, 1, 1, 1)
+    mean = torch.floor(_grey(frames).to(torch.float64).mean(dim=(1, 2, 3), keepdim=True) + 0.5)  # (N, 1, 1, 1)
     return _blend(mean.expand_as(frames), frames, factor)
 
 
-def brightness(frames: Frames, factor: float) -> Frames:
+def brightness(frames: Frames, factor: float | torch.Tensor) -> Frames:
     """Blend with black."""
     return _blend(torch.zeros_like(frames), frames, factor)
 
 
-def sharpness(frames: Frames, factor: float) -> Frames:
+def sharpness(frames: Frames, factor: float | torch.Tensor) -> Frames:
     """Blend with Pillow's SMOOTH-filtered frame (3 x 3 kernel [1 1 1; 1 5 1; 1 1 1] / 13, rounded, borders kept)."""
     x = frames.to(torch.int32)
     h, w = x.shape[-2:]
@@ -167,24 +166,27 @@ def _cubic(v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor, v4: torch.Tenso
     return p4.mul_(d).add_(p3).mul_(d).add_(p2).mul_(d).add_(v2)
 
 
-def affine(frames: Frames, matrix: Sequence[float], fill: Sequence[int] = FILL) -> Frames:
-    """Pillow's ``Image.transform(size, AFFINE, matrix, BICUBIC, fillcolor=fill)`` on every frame."""
+def affine(frames: Frames, matrix: Sequence[float] | torch.Tensor, fill: Sequence[int] = FILL) -> Frames:
+    """Pillow's ``Image.transform(size, AFFINE, matrix, BICUBIC, fillcolor=fill)``; matrix (6,) or per frame (N, 6)."""
     n, c, h, w = frames.shape
     dev = frames.device
-    a, b, off_x, d, e, off_y = (float(v) for v in matrix)
+    m = torch.as_tensor(matrix, dtype=torch.float64).to(dev).reshape(-1, 6).expand(n, 6)
+    col = lambda k: m[:, k].view(n, 1, 1)  # noqa: E731
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=dev) + 0.5,
                             torch.arange(w, dtype=torch.float64, device=dev) + 0.5, indexing="ij")  # (H, W)
-    xs, ys = a * xx + b * yy + off_x, d * xx + e * yy + off_y
-    valid = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)  # (H, W)
+    xs = col(0) * xx + col(1) * yy + col(2)  # (N, H, W)
+    ys = col(3) * xx + col(4) * yy + col(5)
+    valid = ((xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)).unsqueeze(1)  # (N, 1, H, W)
     xi, yi = xs - 0.5, ys - 0.5
     x0, y0 = xi.floor(), yi.floor()
-    dx, dy = xi - x0, yi - y0
-    flat = frames.reshape(n * c, h * w)  # uint8: gather the taps at 1 byte each, then widen
+    dx, dy = (xi - x0).unsqueeze(1), (yi - y0).unsqueeze(1)  # (N, 1, H, W)
+    flat = frames.reshape(n, c, h * w)  # uint8: gather the taps at 1 byte each, then widen
     cols = [(x0 + i).clamp(0, w - 1).long() for i in range(-1, 3)]
     rows = []
     for j in range(-1, 3):
         base = (y0 + j).clamp(0, h - 1).long() * w
-        taps = [flat.index_select(1, (base + ix).reshape(-1)).view(n, c, h, w).to(torch.float64) for ix in cols]
+        taps = [flat.gather(2, (base + ix).view(n, 1, h * w).expand(n, c, h * w)).view(n, c, h, w).to(torch.float64)
+                for ix in cols]
         rows.append(_cubic(*taps, dx))
     out = _cubic(*rows, dy).clamp_(0, 255).trunc_()  # (N, C, H, W)
     fill_t = torch.tensor(list(fill), dtype=torch.float64, device=dev).view(1, c, 1, 1)
@@ -210,25 +212,49 @@ _AFFINE: dict[str, Callable[[float, int, int], tuple[float, ...]]] = {
     "Rotate": rotate_matrix,
 }
 
-_PIXEL: dict[str, Callable[..., Frames]] = {
-    "AutoContrast": auto_contrast, "Equalize": equalize, "Invert": invert,
-    "Posterize": posterize, "PosterizeIncreasing": posterize,
-    "Solarize": solarize, "SolarizeIncreasing": solarize, "SolarizeAdd": solarize_add,
-    "Color": color, "ColorIncreasing": color, "Contrast": contrast, "ContrastIncreasing": contrast,
-    "Brightness": brightness, "BrightnessIncreasing": brightness,
-    "Sharpness": sharpness, "SharpnessIncreasing": sharpness,
+# op name -> (function, its argument's dtype or None when it takes none)
+_PIXEL: dict[str, tuple[Callable[..., Frames], torch.dtype | None]] = {
+    "AutoContrast": (auto_contrast, None), "Equalize": (equalize, None), "Invert": (invert, None),
+    "Posterize": (posterize, torch.int64), "PosterizeIncreasing": (posterize, torch.int64),
+    "Solarize": (solarize, torch.int64), "SolarizeIncreasing": (solarize, torch.int64),
+    "SolarizeAdd": (solarize_add, torch.int64),
+    "Color": (color, torch.float64), "ColorIncreasing": (color, torch.float64),
+    "Contrast": (contrast, torch.float64), "ContrastIncreasing": (contrast, torch.float64),
+    "Brightness": (brightness, torch.float64), "BrightnessIncreasing": (brightness, torch.float64),
+    "Sharpness": (sharpness, torch.float64), "SharpnessIncreasing": (sharpness, torch.float64),
 }  # fmt: skip
 
 OP_NAMES: frozenset[str] = frozenset(_AFFINE) | frozenset(_PIXEL)
 
 
+def _family(name: str) -> object:
+    """Ops that one call can serve together: every affine op; otherwise the same function."""
+    if name in _AFFINE:
+        return "affine"
+    if name not in _PIXEL:
+        raise ValueError(f"RandAugment op {name!r} has no tensor version (known: {sorted(OP_NAMES)})")
+    return _PIXEL[name][0]
+
+
+def _run(frames: Frames, ops: Sequence[DrawnOp], per_clip: int, fill: Sequence[int]) -> Frames:
+    """Ops of one family, op k on frames [k * per_clip, (k + 1) * per_clip)."""
+    h, w = frames.shape[-2:]
+    if _family(ops[0].name) == "affine":
+        m = torch.tensor([_AFFINE[o.name](float(o.args[0]), w, h) for o in ops], dtype=torch.float64)
+        return affine(frames, m.repeat_interleave(per_clip, 0), fill)
+    fn, dtype = _PIXEL[ops[0].name]
+    if dtype is None:
+        return fn(frames)
+    return fn(frames, torch.tensor([o.args[0] for o in ops], dtype=dtype).repeat_interleave(per_clip))
+
+
 def apply_op(frames: Frames, op: DrawnOp, fill: Sequence[int] = FILL) -> Frames:
-    """Apply one drawn op to uint8 frames (N, 3, H, W)."""
+    """Apply one drawn op to uint8 frames (N, 3, H, W) (all with the op's arguments)."""
     if op.name in _AFFINE:
         return affine(frames, _AFFINE[op.name](float(op.args[0]), frames.shape[-1], frames.shape[-2]), fill)
-    if op.name not in _PIXEL:
-        raise ValueError(f"RandAugment op {op.name!r} has no tensor version (known: {sorted(OP_NAMES)})")
-    return _PIXEL[op.name](frames, *op.args)
+    _family(op.name)  # names an unknown op
+    fn, dtype = _PIXEL[op.name]
+    return fn(frames) if dtype is None else fn(frames, *op.args)
 
 
 def apply_ops(frames: Frames, ops: Sequence[DrawnOp], fill: Sequence[int] = FILL) -> Frames:
@@ -236,3 +262,22 @@ def apply_ops(frames: Frames, ops: Sequence[DrawnOp], fill: Sequence[int] = FILL
     for op in ops:
         frames = apply_op(frames, op, fill)
     return frames
+
+
+def apply_ops_batch(clips: torch.Tensor, ops: Sequence[Sequence[DrawnOp]], fill: Sequence[int] = FILL) -> torch.Tensor:
+    """Each clip's drawn ops on uint8 clips (B, T, 3, H, W): one call per (layer, op family) present."""
+    b, t = clips.shape[:2]
+    if len(ops) != b:
+        raise ValueError(f"apply_ops_batch: {len(ops)} op lists for {b} clips")
+    out = clips.clone()
+    for layer in range(max((len(o) for o in ops), default=0)):
+        groups: dict[object, list[int]] = {}
+        for i, clip_ops in enumerate(ops):
+            if layer < len(clip_ops):
+                groups.setdefault(_family(clip_ops[layer].name), []).append(i)
+        for members in groups.values():
+            idx = torch.tensor(members, device=clips.device)
+            frames = out.index_select(0, idx).flatten(0, 1)  # (n*T, 3, H, W)
+            done = _run(frames, [ops[i][layer] for i in members], t, fill)
+            out.index_copy_(0, idx, done.view(len(members), t, *done.shape[1:]))
+    return out
