@@ -91,7 +91,7 @@ def test_export_from_a_run_folder_writes_the_card(tmp_path, capsys):
     # architecture, training data, fold results, usage, citation
     assert "## Architecture" in card and "`lgi_former_test`" in card and '"region_size": [2, 2, 4]' in card
     assert "8 frames of 64 x 64" in card and "happy, sad, neutral" in card
-    assert "Fine-tuned on **DFEW**, fold 1 of 5" in card and "demo dataset" in card
+    assert "Fine-tuned on **DFEW**, fold 1 of 5" in card and "**demo data**" in card and "it is not DFEW" in card
     assert "runs/demo/pretrain/x/model.pt" in card and "| base_lr | `0.03` |" in card
     assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card
     assert "| 2 | 21 | 45.00 | 52.00 | 30.00 |" in card
@@ -141,6 +141,8 @@ def test_a_pickled_weights_file_is_refused_and_never_opened(tmp_path, capsys):
         load_pretrained(folder)
     with pytest.raises(CheckpointError, match="pickled weights are never loaded"):
         load_for_prediction(folder, device="cpu")
+    with pytest.raises(FileNotFoundError):  # the class itself reads model.safetensors only, no pickle fallback
+        MaedferModel.from_pretrained(folder)
     rc = main(["predict", "--checkpoint", str(folder), "clip.mp4"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "pytorch_model.bin" in err
@@ -193,6 +195,9 @@ def test_pretrained_encoder_exports_and_predict_refuses_it(tmp_path):
     out = export_folder(src, tmp_path / "hub")
     card = (out / "README.md").read_text()
     assert "pre-trained, no classification head" in card and "@inproceedings{sun2023maedfer" in card
+    assert "Not recorded" in card  # the path names no dataset
+    card = (export_folder(src, tmp_path / "hub2", dataset="voxceleb2") / "README.md").read_text()
+    assert "Pre-trained (masked autoencoding, no labels) on **VoxCeleb2**" in card and "it is not VoxCeleb2" in card
     loaded = load_pretrained(out)
     for (k, a), b in zip(encoder.state_dict().items(), loaded.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k

