@@ -168,11 +168,12 @@ def test_bad_input_is_named(index, clip):
         PretrainDataset(index, decode="device", transform=Compose([Normalize(), lambda c, r: c]))
     with pytest.raises(NoDeviceVersion, match="bicubic only"):
         BatchAugment(Compose([RandAugment(interpolation="bilinear")]), "cpu")
-    good = torch.frombuffer(bytearray(cv2.imencode(".jpg", face_like(0))[1].tobytes()), dtype=torch.uint8)
-    bad = torch.zeros(100, dtype=torch.uint8)
-    samples = [ClipBytes([good], ClipPlan(np.zeros(1, np.int64)), 0, i, f"clip{i}") for i in range(2)]
-    samples[1].jpegs = [good, bad]
+    good, bad = cv2.imencode(".jpg", face_like(0))[1].tobytes(), bytes(100)
+    samples = [ClipBytes.of(jpegs, ClipPlan(np.zeros(1, np.int64)), 0, i, f"clip{i}")
+               for i, jpegs in enumerate([[good], [good, bad]])]
     batch = collate_device(samples)
+    assert batch.counts == [1, 2] and batch.sizes == [len(good), len(good), 100]
+    assert bytes(batch.jpegs[1].numpy()) == good
     with pytest.raises(ShardError, match="clip 'clip1' does not decode"):
         decode_batch(batch.jpegs, "cpu", batch.names, batch.counts)
 

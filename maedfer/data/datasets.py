@@ -45,7 +45,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from maedfer.constants import IMG_SIZE, NUM_FRAMES
 from maedfer.data.distributed_sampler import EpochSampler
 from maedfer.data.gpu.batch import ClipBytes, collate_device
-from maedfer.data.gpu.decode import as_tensors, jpeg_size
+from maedfer.data.gpu.decode import jpeg_size
 from maedfer.data.gpu.plan import ClipPlan, check_device_pipeline, draw_plan
 from maedfer.data.sampling import (
     DEFAULT_STRIDE,
@@ -222,7 +222,7 @@ class ShardClipDataset(Dataset):
         else:
             height, width = jpeg_size(jpegs[0])
         steps = draw_plan(transform, height, width, rng)
-        return ClipBytes(as_tensors(jpegs), ClipPlan(inverse, steps), label, index, str(self.clip_ids[index]))
+        return ClipBytes.of(jpegs, ClipPlan(inverse, steps), label, index, str(self.clip_ids[index]))
 
     @property
     def class_names(self) -> list[str]:

@@ -46,21 +46,33 @@ from maedfer.data.transforms import (
 
 @dataclass
 class ClipBytes:
-    """One sample of the device path: the clip's distinct frames as JPEG bytes and its plan."""
+    """One sample of the device path: the clip's distinct frames as JPEG bytes and its plan.
 
-    jpegs: list[torch.Tensor]  # 1-D uint8 per distinct frame, in frame order
+    ``data`` holds the frames' JPEG files back to back (one buffer: one shared-memory handle per sample
+    between a loader worker and the main process), ``sizes`` their lengths in frame order.
+    """
+
+    data: torch.Tensor  # 1-D uint8
+    sizes: list[int]
     plan: ClipPlan
     label: int
     index: int
     name: str
 
+    @classmethod
+    def of(cls, jpegs: list[bytes], plan: ClipPlan, label: int, index: int, name: str) -> ClipBytes:
+        """Pack the encoded frames ``jpegs`` into one buffer."""
+        data = torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8)
+        return cls(data, [len(b) for b in jpegs], plan, label, index, name)
+
 
 @dataclass
 class DeviceBatch:
-    """A collated batch of :class:`ClipBytes` (bytes kept as a flat list, clip by clip)."""
+    """A collated batch of :class:`ClipBytes`: every frame's bytes in one buffer, plans as a list."""
 
-    jpegs: list[torch.Tensor]
-    counts: list[int]
+    data: torch.Tensor  # 1-D uint8, all frames of all clips back to back
+    sizes: list[int]  # bytes per frame
+    counts: list[int]  # frames per clip
     plans: list[ClipPlan]
     labels: torch.Tensor  # (B,) int64
     indices: torch.Tensor  # (B,) int64
@@ -69,17 +81,23 @@ class DeviceBatch:
     def __len__(self) -> int:
         return len(self.plans)
 
+    @property
+    def jpegs(self) -> list[torch.Tensor]:
+        """Each frame's JPEG bytes: 1-D uint8 views of ``data``."""
+        return list(self.data.split(self.sizes))
+
     def pin_memory(self) -> DeviceBatch:
-        """Pin the byte buffers (a DataLoader with ``pin_memory=True`` calls this)."""
-        self.jpegs = [j.pin_memory() for j in self.jpegs]
+        """Pin the byte buffer (a DataLoader with ``pin_memory=True`` calls this)."""
+        self.data = self.data.pin_memory()
         return self
 
 
 def collate_device(samples: list[ClipBytes]) -> DeviceBatch:
-    """Collate device-path samples: bytes stay a list; labels and indices become tensors."""
+    """Collate device-path samples: bytes into one buffer; labels and indices become tensors."""
     return DeviceBatch(
-        jpegs=[j for s in samples for j in s.jpegs],
-        counts=[len(s.jpegs) for s in samples],
+        data=torch.cat([s.data for s in samples]),
+        sizes=[n for s in samples for n in s.sizes],
+        counts=[len(s.sizes) for s in samples],
         plans=[s.plan for s in samples],
         labels=torch.as_tensor([s.label for s in samples], dtype=torch.int64),
         indices=torch.as_tensor([s.index for s in samples], dtype=torch.int64),

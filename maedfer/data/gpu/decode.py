@@ -25,11 +25,6 @@ def jpeg_size(data: bytes | torch.Tensor) -> tuple[int, int]:
         return img.height, img.width
 
 
-def as_tensors(jpegs: Sequence[bytes]) -> list[torch.Tensor]:
-    """Encoded frames as 1-D uint8 tensors (what decode_jpeg and a DataLoader's pinning take)."""
-    return [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in jpegs]
-
-
 def decode_batch(jpegs: list[torch.Tensor], device: torch.device | str, names: Sequence[str] = (),
                  counts: Sequence[int] = ()) -> list[torch.Tensor]:
     """Decode every frame of a batch on ``device``: list of uint8 (3, H, W).
