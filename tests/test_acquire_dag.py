@@ -180,3 +180,7 @@ def test_own_dataset_as_csv_and_as_class_folders_through_ingest_finetune_and_agg
     index = pq.read_table(tmp_path / "shards/mine_csv/index.parquet")
     names = json.loads(index.schema.metadata[b"maedfer.class_names"])
     assert names == sorted({label for label, _ in meta.values()})  # class names from the data
+    from maedfer.predict.loading import load_for_prediction
+
+    loaded = load_for_prediction(tmp_path / "runs/finetune/scratch/mine_csv/fold1/model.pt", device="cpu")
+    assert loaded.class_names == names  # what `maedfer predict` shows
