@@ -43,9 +43,9 @@ def no_unpickling(monkeypatch):
     monkeypatch.setattr(pickle, "Unpickler", refuse)
 
 
-def _run_folder(root: Path, folds=(1, 2)) -> Path:
-    """runs/demo/finetune/mae_dfer/dfew/fold<k>/ with model.pt and metrics.json, as the workflow writes them."""
-    dataset_dir = root / "runs" / "demo" / "finetune" / "mae_dfer" / "dfew"
+def _run_folder(root: Path, folds=(1, 2), profile: str = "demo") -> Path:
+    """runs/<profile>/finetune/mae_dfer/dfew/fold<k>/ with model.pt and metrics.json, as the workflow writes them."""
+    dataset_dir = root / "runs" / profile / "finetune" / "mae_dfer" / "dfew"
     for k in folds:
         fold_dir = dataset_dir / f"fold{k}"
         fold_dir.mkdir(parents=True)
@@ -86,12 +86,14 @@ def test_export_from_a_run_folder_writes_the_card(tmp_path, capsys):
     card = (out / "README.md").read_text()
     # the Hub's metadata header
     header = card.split("---")[1]
-    assert "library_name: maedfer" in header and "- dfew" in header and "pipeline_tag: video-classification" in header
+    assert "library_name: maedfer" in header and "- maedfer-demo-dfew" in header  # the demo's data are not DFEW
+    assert "pipeline_tag: video-classification" in header
     assert "type: uar" in header and "value: 0.35" in header
     # architecture, training data, fold results, usage, citation
     assert "## Architecture" in card and "`lgi_former_test`" in card and '"region_size": [2, 2, 4]' in card
     assert "8 frames of 64 x 64" in card and "happy, sad, neutral" in card
-    assert "Fine-tuned on **DFEW**, fold 1 of 5" in card and "**demo data**" in card and "it is not DFEW" in card
+    assert "Fine-tuned on **the maedfer demo data (DFEW layout)**, fold 1 of 5" in card
+    assert "`maedfer demo-data`" in card and "they are not DFEW" in card
     assert "runs/demo/pretrain/x/model.pt" in card and "| base_lr | `0.03` |" in card
     assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card
     assert "| 2 | 21 | 45.00 | 52.00 | 30.00 |" in card
@@ -102,6 +104,15 @@ def test_export_from_a_run_folder_writes_the_card(tmp_path, capsys):
     # not twice into a non-empty folder
     assert main(["export-hf", str(dataset_dir / "fold1"), str(out)]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_a_real_dataset_is_named_as_such(tmp_path):
+    dataset_dir = _run_folder(tmp_path, folds=(1,), profile="paper")
+    card = (export_folder(dataset_dir / "fold1", tmp_path / "hub") / "README.md").read_text()
+    header = card.split("---")[1]
+    assert "- dfew" in header and "name: DFEW" in header and "split: fold 1 test" in header
+    assert "Fine-tuned on **DFEW**, fold 1 of 5" in card and "demo data" not in card
+    assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card and "mean of" not in card
 
 
 def test_predict_loads_an_exported_folder_with_the_same_logits(tmp_path, no_unpickling):
@@ -197,7 +208,8 @@ def test_pretrained_encoder_exports_and_predict_refuses_it(tmp_path):
     assert "pre-trained, no classification head" in card and "@inproceedings{sun2023maedfer" in card
     assert "Not recorded" in card  # the path names no dataset
     card = (export_folder(src, tmp_path / "hub2", dataset="voxceleb2") / "README.md").read_text()
-    assert "Pre-trained (masked autoencoding, no labels) on **VoxCeleb2**" in card and "it is not VoxCeleb2" in card
+    assert "Pre-trained (masked autoencoding, no labels) on **the maedfer demo data (VoxCeleb2 layout)**" in card
+    assert "they are not VoxCeleb2" in card
     loaded = load_pretrained(out)
     for (k, a), b in zip(encoder.state_dict().items(), loaded.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), k

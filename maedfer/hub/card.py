@@ -113,11 +113,16 @@ def fold_table(prov: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def dataset_name(prov: dict[str, Any]) -> str | None:
+    """How the card names the training data: ``dataset_label`` (the demo's), else the dataset's title."""
+    return prov.get("dataset_label") or prov.get("dataset_title") or prov.get("dataset")
+
+
 def _data_text(prov: dict[str, Any]) -> str:
     if not prov.get("dataset"):
         return ("Not recorded: the model file's run folder does not name its dataset; "
                 "export with --dataset NAME to record it.")
-    title = prov.get("dataset_title") or prov["dataset"]
+    title = dataset_name(prov)
     parts = []
     if prov.get("stage") == "pretrain":
         parts.append(f"Pre-trained (masked autoencoding, no labels) on **{title}**.")
@@ -137,7 +142,7 @@ def _data_text(prov: dict[str, Any]) -> str:
 def _results_text(prov: dict[str, Any]) -> str:
     if not prov.get("fold_results"):
         return "No test results were recorded with this model (no metrics.json beside its model file)."
-    where = prov.get("dataset_title") or prov.get("dataset") or "the dataset"
+    where = dataset_name(prov) or "the dataset"
     return (f"The 2-clip test protocol on the test clips of each fold of {where}, percentages "
             f"(from each fold's metrics.json in `{prov.get('run_folder', 'the run folder')}`).")
 
@@ -154,7 +159,7 @@ def card_context(
     pe = getattr(getattr(model, "encoder", model), "patch_embed", None)
     is_classifier = hasattr(model, "head")
     frames, side = int(getattr(pe, "num_frames", 16)), int(getattr(pe, "img_size", 160))
-    title_data = prov.get("dataset_title") or prov.get("dataset")
+    title_data = dataset_name(prov)
     fold = prov.get("fold")
     if is_classifier:
         title = f"MAE-DFER {arch}" + (f" fine-tuned on {title_data}" if title_data else "") + (
@@ -198,16 +203,17 @@ def card_data(base: ModelCardData, provenance: dict[str, Any], context: dict[str
     data = ModelCardData(**base.to_dict())
     if prov.get("license"):
         data.license = prov["license"]
-    if prov.get("dataset"):
-        data.datasets = [prov["dataset"]]
+    dataset_id = prov.get("dataset_id") or prov.get("dataset")  # the demo's data are not the real dataset
+    if dataset_id:
+        data.datasets = [dataset_id]
         data.metrics = ["uar", "war"]
     this = next((r for r in prov.get("fold_results") or [] if r.get("fold") == prov.get("fold")), None)
-    if this and prov.get("dataset"):
+    if this and dataset_id:
         data.model_name = context["title"]
         split = f"fold {prov['fold']} test" if prov.get("fold") is not None else "test"
         data.eval_results = [
-            EvalResult(task_type="video-classification", dataset_type=prov["dataset"],
-                       dataset_name=prov.get("dataset_title") or prov["dataset"], dataset_split=split,
+            EvalResult(task_type="video-classification", dataset_type=dataset_id,
+                       dataset_name=dataset_name(prov), dataset_split=split,
                        metric_type=key, metric_name=key.upper(), metric_value=round(float(this[key]), 6))
             for key in ("uar", "war") if this.get(key) is not None
         ]

