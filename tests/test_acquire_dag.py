@@ -184,3 +184,21 @@ def test_own_dataset_as_csv_and_as_class_folders_through_ingest_finetune_and_agg
 
     loaded = load_for_prediction(tmp_path / "runs/finetune/scratch/mine_csv/fold1/model.pt", device="cpu")
     assert loaded.class_names == names  # what `maedfer predict` shows
+
+
+@pytest.mark.slow
+def test_gated_datasets_without_files_or_credentials_stop_the_run_before_any_job(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, spec in data["datasets"].items():
+        spec["root"] = str(tmp_path / "raw" / name)
+        if "source" in spec:
+            spec["source"]["inbox"] = str(tmp_path / "archives" / name)
+    data["paths"] = {k: str(tmp_path / k) for k in ("shards", "runs", "results")}
+    params = _write(tmp_path / "p.yaml", data)
+    env = {k: v for k, v in ENV.items() if not k.startswith("MAEDFER_VOXCELEB2_")}
+    r = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "reproduce_table5", "--config", f"params={params}"],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert r.returncode != 0
+    assert "DFEW for 'dfew' is not there yet: request access at https://dfew-dataset.github.io" in r.stderr
+    assert "set MAEDFER_VOXCELEB2_USER and MAEDFER_VOXCELEB2_PASSWORD" in r.stderr, r.stderr[-3000:]
+    assert "ferv39k" not in r.stderr and not (tmp_path / "raw").exists()  # nothing started

@@ -216,3 +216,19 @@ def test_local_folder_and_local_archive_sources(tmp_path):
     results = bring(resolve_source(spec, "enterface", "s"), tmp_path / "ent")
     assert [(r.action, r.checked) for r in results] == [("extracted", "params")]
     assert archive.exists()  # a local archive is left where it is
+
+
+def test_a_gated_source_without_files_or_credentials_is_named_before_a_run(tmp_path, monkeypatch):
+    from maedfer.data.acquire.sources import unmet_source
+
+    monkeypatch.delenv("MAEDFER_VOXCELEB2_USER", raising=False)
+    inbox = tmp_path / "inbox"
+    line = unmet_source({"catalogue": "dfew", "inbox": str(inbox)}, tmp_path / "dfew", "dfew")
+    assert "https://dfew-dataset.github.io" in line and f"{inbox}/" in line and "\n" not in line
+    assert "MAEDFER_VOXCELEB2_USER" in unmet_source({"catalogue": "voxceleb2"}, tmp_path / "v", "voxceleb2")
+    assert unmet_source({"catalogue": "ravdess"}, tmp_path / "r", "ravdess") is None  # public: the job downloads
+    inbox.mkdir()
+    (inbox / "DFEW.zip").write_bytes(b"PK")
+    assert unmet_source({"catalogue": "dfew", "inbox": str(inbox)}, tmp_path / "dfew", "dfew") is None
+    (tmp_path / "hand" / "Clip").mkdir(parents=True)  # a root filled by hand
+    assert unmet_source({"catalogue": "mafw", "inbox": str(tmp_path / "none")}, tmp_path / "hand", "mafw") is None

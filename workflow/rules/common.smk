@@ -140,6 +140,11 @@ def missing_dataset_roots():
             lines.append(missing_root_message(job.name.removeprefix("ingest_"), job.raw_root))
         if job is not None:
             lines += [message for path, message in job.provided.items() if not os.path.exists(path)]
+        if job is not None and job.stage == "acquire":  # a gated dataset with neither files nor credentials
+            from maedfer.data.acquire.sources import unmet_source
+
+            if line := unmet_source(job.settings, job.item["root"], job.item["dataset"]):
+                lines.append(line)
     return sorted(set(lines))
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maedfer.data.acquire.catalogue import CatalogueEntry, catalogue_entry
+from maedfer.data.acquire.catalogue import CATALOGUE, CatalogueEntry, catalogue_entry
 from maedfer.data.acquire.checksums import parse_checksum
 from maedfer.data.acquire.download import url_file_name
 from maedfer.data.acquire.errors import AcquireError
@@ -187,3 +187,26 @@ def auth_headers(resolved: Resolved, inbox_hint: str) -> dict[str, str]:
             f"parts you downloaded in {inbox_hint}/")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
+
+
+def unmet_source(spec: Mapping[str, Any], root: str | os.PathLike, dataset: str) -> str | None:
+    """One line when a gated catalogue source cannot be satisfied now (checked before a run starts), else None.
+
+    Satisfied or possibly satisfied: a public source, a root already acquired or filled by hand, files in the
+    inbox, or (VoxCeleb2) the credential variables set.
+    """
+    entry = CATALOGUE.get(spec.get("catalogue", ""))
+    if entry is None or entry.access == "public":
+        return None
+    root = Path(root)
+    if root.is_dir() and any(not p.name.startswith(".acquire.lock") for p in root.iterdir()):
+        return None
+    inbox = Path(spec.get("inbox") or DEFAULT_INBOX.format(name=entry.name))
+    if inbox.is_dir() and any(p.is_file() and not p.name.startswith(".") for p in inbox.iterdir()):
+        return None
+    if entry.credentials and all(os.environ.get(v) for v in entry.credentials):
+        return None
+    how = (f"set {' and '.join(entry.credentials)} in the environment, or put its parts in {inbox}/"
+           if entry.credentials else f"put the archives they send, as sent, in {inbox}/")
+    return (f"{root}: {entry.title} for {dataset!r} is not there yet: {entry.request}, then {how} "
+            f"(or fill {root} in the owners' layout: {entry.expect})")
