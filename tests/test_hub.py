@@ -112,7 +112,7 @@ def test_a_real_dataset_is_named_as_such(tmp_path):
     header = card.split("---")[1]
     assert "- dfew" in header and "name: DFEW" in header and "split: fold 1 test" in header
     assert "Fine-tuned on **DFEW**, fold 1 of 5" in card and "demo data" not in card
-    assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card and "mean of" not in card
+    assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card and "| mean of" not in card
 
 
 def test_predict_loads_an_exported_folder_with_the_same_logits(tmp_path, no_unpickling):
