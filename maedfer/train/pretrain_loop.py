@@ -18,6 +18,7 @@ only read JPEG bytes and draw each clip's multi-scale crop; decoding and croppin
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,8 @@ from maedfer.data.gpu.select import resolve_data_path
 from maedfer.models import create_model, save_model
 from maedfer.settings import PretrainConfig
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
+
+log = logging.getLogger(__name__)
 
 
 def _mask_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -76,6 +79,7 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     dataset = PretrainDataset(index_path, stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed,
                               decode=data_path)
     on_device = BatchAugment(dataset.transform, device, dataset.load_size_for_device) if data_path == "device" else None
+    log.info("pretrain: training data path %s", data_path)
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,
                          drop_last=True, num_replicas=engine.dist.world_size, rank=rank,
                          pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
