@@ -14,6 +14,11 @@ time, top-level entries): it is the completion marker. Archives are extracted in
 inside ``dest`` and their entries renamed into place afterwards; the manifest entry is written last,
 so an interrupted run is redone on the next call. A source already in the manifest whose entries
 are all present is not touched again. A lock file serialises concurrent calls on the same ``dest``.
+
+A dataset's ``source`` in a params file (the DAG's acquire stage) goes through :mod:`.sources` (the spec
+resolved into items; the built-in :mod:`.catalogue` of the owners' distributions; credentials from the
+environment) and :mod:`.bring` (download or join, verify md5 / sha256 or record it, extract with
+:mod:`.tools` for 7z / rar / split archives, and the stage's ``.acquired.json`` marker).
 """
 
 from __future__ import annotations
