@@ -302,4 +302,5 @@ def missing_root_message(dataset: str, root: str) -> str:
     from maedfer.workflow.datasets_help import how_to_obtain
 
     return (f"{root}: dataset folder for {dataset!r} not found; {how_to_obtain(dataset)} "
-            f"Put it there (or set datasets.{dataset}.root in the params file).")
+            f"Put it there (or set datasets.{dataset}.root in the params file, or datasets.{dataset}.source to have "
+            "the DAG fetch it: README, Getting the data).")
