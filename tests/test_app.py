@@ -181,15 +181,18 @@ def test_page_predicts_an_uploaded_clip_in_chromium(hub_folder, face_video, tmp_
         # the annotated video plays
         src = driver.execute_script("return document.querySelector('#annotated video').src")
         assert src.endswith("single_face_annotated.mp4"), src
-        state = driver.execute_async_script(
+        started = driver.execute_async_script(
             """const done = arguments[arguments.length - 1];
             const v = document.querySelector('#annotated video');
             v.muted = true;
-            v.play().then(() => setTimeout(() => done({t: v.currentTime, paused: v.paused, w: v.videoWidth,
-                                                       error: v.error && v.error.code}), 700),
-                          (e) => done({error: String(e)}));"""
+            v.play().then(() => done(null), (e) => done(String(e)));"""
         )
-        assert state["error"] is None and not state["paused"] and state["t"] > 0 and state["w"] > 0, state
+        assert started is None, started
+        video_state = "const v = document.querySelector('#annotated video'); " \
+            "return {t: v.currentTime, paused: v.paused, w: v.videoWidth, error: v.error && v.error.code};"
+        WebDriverWait(driver, 20).until(lambda d: d.execute_script(video_state)["t"] > 0.2)
+        state = driver.execute_script(video_state)
+        assert state["error"] is None and not state["paused"] and state["w"] > 0, state
         driver.execute_script("document.querySelector('#annotated video').pause()")
         shot = _save_screenshot(driver, tmp_path / "app.png")
         assert shot.stat().st_size > 20_000
