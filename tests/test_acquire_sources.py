@@ -7,6 +7,7 @@ import hashlib
 import json
 import shutil
 import urllib.parse
+from pathlib import Path
 
 import pytest
 
@@ -232,3 +233,21 @@ def test_a_gated_source_without_files_or_credentials_is_named_before_a_run(tmp_p
     assert unmet_source({"catalogue": "dfew", "inbox": str(inbox)}, tmp_path / "dfew", "dfew") is None
     (tmp_path / "hand" / "Clip").mkdir(parents=True)  # a root filled by hand
     assert unmet_source({"catalogue": "mafw", "inbox": str(tmp_path / "none")}, tmp_path / "hand", "mafw") is None
+
+
+def test_the_stage_uses_a_root_filled_by_hand_and_fetches_nothing(tmp_path, capsys):
+    import yaml
+
+    from pipeline.acquire import main
+
+    root = tmp_path / "ravdess"
+    (root / "Actor_01").mkdir(parents=True)
+    (root / "Actor_01" / "02-01-01-01-01-01-01.mp4").write_bytes(b"mp4")
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "params/demo.yaml").read_text())
+    data["datasets"]["ravdess"] = {"adapter": "ravdess", "root": str(root), "folds": [1, 2, 3, 4, 5, 6],
+                                   "source": {"catalogue": "ravdess", "mirror": "http://127.0.0.1:9/"}}
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump(data))
+    assert main(["--params", str(params), "--dataset", "ravdess", "--out", str(root)]) == 0
+    assert "filled by hand" in capsys.readouterr().out and (root / MARKER_NAME).is_file()
+    assert not (root / ".acquire.json").exists()  # nothing was fetched (port 9 would refuse)
