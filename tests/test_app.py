@@ -205,3 +205,24 @@ def test_page_predicts_an_uploaded_clip_in_chromium(hub_folder, face_video, tmp_
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=15)
+
+
+def test_page_reports_a_faceless_video_and_a_missing_upload_as_one_line(hub_folder, tmp_path):
+    import cv2
+    import gradio as gr
+
+    from maedfer.app import build_app
+
+    path = tmp_path / "wall.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (96, 96))
+    for _ in range(12):
+        writer.write(np.full((96, 96, 3), 128, np.uint8))  # a grey wall: no face
+    writer.release()
+    page = build_app(Predictor(hub_folder, device="cpu", settings=PredictSettings(**SETTINGS)), out_dir=tmp_path)
+    (analyse,) = [f.fn for f in page.fns.values() if f.name == "analyse"]
+    with pytest.raises(gr.Error, match="Upload a face video"):
+        analyse(None)
+    with pytest.raises(gr.Error) as info:
+        analyse(str(path))
+    message = str(info.value.message)
+    assert "wall.mp4: no face found" in message and str(tmp_path) not in message and "\n" not in message
