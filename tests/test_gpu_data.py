@@ -211,3 +211,14 @@ def test_batched_ops_equal_clip_by_clip(clip):
     got = apply_ops_batch(clips, ops)
     for c, o, g in zip(clips, ops, got, strict=True):
         assert torch.equal(g, apply_ops(c, o))
+
+
+def test_a_clip_that_is_not_jpeg_is_named(tmp_path, monkeypatch):
+    import maedfer.data.datasets as datasets
+
+    index = write_toy_index(tmp_path, lengths=[40])
+    ds = PretrainDataset(index, decode="device", verify_checksums=False)
+    real = datasets.read_clip_frames
+    monkeypatch.setattr(datasets, "read_clip_frames", lambda *a, **k: [b"not a jpeg"] * len(real(*a, **k)))
+    with pytest.raises(ShardError, match=r"clip 'clip000' \(row 0\) does not decode"):
+        ds[0]

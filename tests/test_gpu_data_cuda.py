@@ -92,3 +92,12 @@ def test_mixup_cutmix_on_cuda_identical_to_cpu():
         assert b.is_cuda and tb.is_cuda
         torch.testing.assert_close(b.cpu(), a, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(tb.cpu(), ta)
+
+
+def test_cuda_load_resize_close_to_pillow(tmp_path):
+    index = write_toy_index(tmp_path, lengths=[40, 50], size=56, metadata={"load_resize": "pil_bilinear"})
+    ds_cpu, ds_dev = PretrainDataset(index, size=40), PretrainDataset(index, size=40, decode="device")
+    ref = torch.stack([ds_cpu[(i, 0)] for i in range(2)])
+    augment = BatchAugment(ds_dev.transform, "cuda", ds_dev.load_size_for_device)
+    got = augment(collate_device([ds_dev[(i, 0)] for i in range(2)]))  # torchvision's antialiased bilinear
+    assert got.shape == ref.shape and float((got.cpu() - ref).abs().mean()) < 0.05

@@ -220,7 +220,13 @@ class ShardClipDataset(Dataset):
         if self.load_resize == LOAD_RESIZE_PIL:
             height, width = self.size, self.size
         else:
-            height, width = jpeg_size(jpegs[0])
+            try:
+                height, width = jpeg_size(jpegs[0])
+            except OSError as exc:  # not a JPEG (the checksum matched: bad at ingest time)
+                raise ShardError(
+                    f"{self.shard_paths[self.shard_ids[index]]}: clip {str(self.clip_ids[index])!r} (row "
+                    f"{int(self.rows[index])}) does not decode ({exc}); re-run the ingest stage"
+                ) from None
         steps = draw_plan(transform, height, width, rng)
         return ClipBytes.of(jpegs, ClipPlan(inverse, steps), label, index, str(self.clip_ids[index]))
 
