@@ -202,3 +202,43 @@ def test_gated_datasets_without_files_or_credentials_stop_the_run_before_any_job
     assert "DFEW for 'dfew' is not there yet: request access at https://dfew-dataset.github.io" in r.stderr
     assert "set MAEDFER_VOXCELEB2_USER and MAEDFER_VOXCELEB2_PASSWORD" in r.stderr, r.stderr[-3000:]
     assert "ferv39k" not in r.stderr and not (tmp_path / "raw").exists()  # nothing started
+
+
+@pytest.mark.slow
+def test_dvc_runs_the_acquire_stage_and_a_forced_rerun_of_a_satisfied_source_changes_nothing(tmp_path):
+    archives = tmp_path / "owners"
+    archives.mkdir()
+    for a in (1, 2):
+        (archives / f"Video_Speech_Actor_{a:02d}.zip").write_bytes(
+            zip_bytes({f"Actor_{a:02d}/02-01-0{e}-01-01-01-{a:02d}.mp4": bytes([a, e]) for e in (1, 2)}))
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    spec = {"adapter": "ravdess", "root": "data/raw/ravdess", "folds": [1, 2, 3, 4, 5, 6],
+            "source": {"files": sorted(str(p) for p in archives.iterdir())}}
+    table8 = {"table8": {"datasets": {"ravdess": [1]}, "rows": {"mae_dfer": "scratch"}}}
+    _write(repo / "params.yaml", _tiny(tmp_path, {"ravdess": spec}, table8))
+    cwd = os.getcwd()
+    os.chdir(repo)
+    try:
+        (repo / "dvc.yaml").write_text(render(build_plan("params.yaml"), "dvc.yaml"))
+    finally:
+        os.chdir(cwd)
+    env = {**ENV, "PYTHONPATH": str(ROOT)}
+
+    def dvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "dvc"), *args], capture_output=True, text=True, cwd=repo, env=env,
+                              timeout=300)
+
+    assert dvc("init", "--no-scm").returncode == 0
+    first = dvc("repro", "--single-item", "acquire@ravdess")
+    assert first.returncode == 0, first.stderr[-3000:] + first.stdout[-3000:]
+    marker = repo / "data/raw/ravdess/.acquired.json"
+    before = (marker.read_bytes(), marker.stat().st_mtime_ns)
+    assert (repo / "data/raw/ravdess/Actor_02/02-01-02-01-01-01-02.mp4").is_file()
+    again = dvc("repro", "--single-item", "acquire@ravdess")
+    assert again.returncode == 0 and "didn't change, skipping" in again.stdout, again.stdout
+    forced = dvc("repro", "--single-item", "--force", "acquire@ravdess")  # runs the command: nothing to do
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert (marker.read_bytes(), marker.stat().st_mtime_ns) == before  # persisted and not rewritten
+    status = dvc("status", "acquire@ravdess")
+    assert status.returncode == 0 and "up to date" in status.stdout.lower(), status.stdout
