@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     parent = find_or_create_parent_run(experiment, group=group, enabled=tracking)
     with Tracker(experiment, run_name=f"fold{args.fold}", parent_run_id=parent, params=asdict(cfg),
                  tags=run_tags(dataset=args.dataset, fold=args.fold, index_checksum=checksum),
-                 enabled=tracking) as tracker:
+                 enabled=tracking, lazy_start=True) as tracker:
         summary = finetune(cfg, index, args.fold, args.out, tracker=tracker, resume=not args.no_resume)
         if tracker.run_id is not None:  # links the aggregated table's fold run to this training run
             write_json_atomic(Path(args.out) / "mlflow_run.json",

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     experiment = args.mlflow_experiment or "maedfer-pretrain"
     with Tracker(experiment, run_name=args.pretraining or Path(args.out).name, params=asdict(cfg),
                  tags=run_tags(dataset="pretrain", index=str(args.index)),
-                 enabled=_stage.tracking_enabled(args, profile) and main_rank) as tracker:
+                 enabled=_stage.tracking_enabled(args, profile) and main_rank, lazy_start=True) as tracker:
         summary = pretrain(cfg, args.index, args.out, resume=not args.no_resume, tracker=tracker)
     if main_rank:
         print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))

@@ -52,8 +52,11 @@ class Tracker:
     """One MLflow run, used as a context manager; every method is safe to call in any state.
 
     ``run_id``: attach to an existing run instead of creating one (resume after a crash: keep the
-    id in the checkpoint's ``extra``). ``parent_run_id`` nests the new run under a parent.
-    ``enabled=False`` makes every method a silent no-op (use it on ranks other than 0).
+    id in the checkpoint's ``extra``); a run that is no longer in the store is replaced by a new one
+    (one warning). ``parent_run_id`` nests the new run under a parent. ``lazy_start``: ``with``
+    does not open the run, the first record (or :attr:`run_id`) does, so that a resumed training
+    can :meth:`continue_run` its killed run first. ``enabled=False`` makes every method a silent
+    no-op (use it on ranks other than 0).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Tracker:
         artifact_root: str | Path | None = None,
         close_timeout_s: float = 60.0,
         start_timeout_s: float = 60.0,
+        lazy_start: bool = False,
     ) -> None:
         """Keep the settings; nothing connects before :meth:`start` (or the first record)."""
         self.experiment = experiment
@@ -89,18 +93,20 @@ class Tracker:
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._lazy = lazy_start
 
     # ---- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> Tracker:
-        """Start the run (see :meth:`start`)."""
-        self.start()
+        """Start the run (see :meth:`start`), unless ``lazy_start``."""
+        if not self._lazy:
+            self.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        """Close the run: FINISHED, KILLED on KeyboardInterrupt, FAILED on any other exception."""
+        """Close the run: FINISHED; KILLED on KeyboardInterrupt or SystemExit (a preempted training); else FAILED."""
         if exc_type is None:
             status = "FINISHED"
-        elif issubclass(exc_type, KeyboardInterrupt):
+        elif issubclass(exc_type, KeyboardInterrupt | SystemExit):
             status = "KILLED"
         else:
             status = "FAILED"
@@ -144,10 +150,45 @@ class Tracker:
     @property
     def run_id(self) -> str | None:
         """The run's id once created (waits up to ``start_timeout_s``); None when tracking is off."""
+        if self._thread is None and self._lazy and self.active:
+            self.start()
         if self._thread is None:
             return None
         self._started.wait(self.start_timeout_s)
         return self._run_id if self._disabled_reason is None else None
+
+    @property
+    def known_run_id(self) -> str | None:
+        """The run's id if it is open now, else None; never waits (what a checkpoint records)."""
+        return self._run_id if self._started.is_set() and self._disabled_reason is None else None
+
+    def continue_run(self, run_id: str) -> bool:
+        """Record into the existing run ``run_id`` (a killed training's) instead of a new one.
+
+        Only before the run opened (``lazy_start``); False (one warning) when another run is open already.
+        """
+        if not self.active:
+            return False
+        if self._thread is not None:
+            if self.run_id != run_id:
+                logger.warning("MLflow run %s is open already: run %s is not continued", self.run_id, run_id)
+                return False
+            return True
+        self._resume_run_id = run_id
+        return True
+
+    def fail_if_running(self, run_id: str) -> None:
+        """Mark the run ``run_id`` FAILED if it still shows RUNNING (its process is known to be dead)."""
+        if not self.active:
+            return
+
+        def send() -> None:
+            run = self._client.get_run(run_id)
+            if run.info.status == "RUNNING":
+                self._client.set_terminated(run_id, "FAILED")
+                logger.info("MLflow run %s of a killed training (not continued) marked FAILED", run_id)
+
+        self._submit(send)
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until everything queued so far was sent; False on timeout or when tracking is off."""
@@ -242,8 +283,8 @@ class Tracker:
         if self.parent_run_id:
             tags[PARENT_RUN_TAG] = self.parent_run_id
         cleaned = clean_tags(tags)
-        if self._resume_run_id:
-            run = client.get_run(self._resume_run_id)
+        run = self._existing_run(client) if self._resume_run_id else None
+        if run is not None:
             client.update_run(run.info.run_id, status="RUNNING")
             from mlflow.entities import RunTag
 
@@ -257,6 +298,19 @@ class Tracker:
         self._run_id = run.info.run_id
         if self._initial_params:
             self._log_params_now(flatten_params(self._initial_params))
+
+    def _existing_run(self, client: Any) -> Any:
+        """The run to continue, or None (one warning) when the store no longer has it: a new run is created."""
+        try:
+            run = client.get_run(self._resume_run_id)
+        except Exception as e:
+            logger.warning("MLflow run %s is not in the store %s (%s): a new run is created",
+                           self._resume_run_id, self.tracking_uri, describe_error(e))
+            return None
+        if run.info.lifecycle_stage == "deleted":
+            logger.warning("MLflow run %s was deleted: a new run is created", self._resume_run_id)
+            return None
+        return run
 
     def _work(self) -> None:
         try:

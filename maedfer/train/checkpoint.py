@@ -300,6 +300,17 @@ def resume_or_restart(directory: str | Path, config: dict[str, Any]) -> Path | N
     return None
 
 
+def saved_extra(path: str | Path) -> dict[str, Any]:
+    """The ``extra`` entries of checkpoint ``path`` (memory-mapped: the weights are not read); {} if unreadable."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - a foreign or broken file has no extra entries
+        logger.debug("%s: no extra entries (%s)", path, e)
+        return {}
+    extra = payload.get("extra") if isinstance(payload, dict) else None
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
 def read_training_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Return the raw payload (``weights_only=True``), checked for our format."""
     path = Path(path)

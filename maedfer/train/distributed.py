@@ -98,10 +98,28 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0, use_
         device = torch.device("cpu")
     if not is_dist():
         backend = backend or ("nccl" if cuda else "gloo")
-        kwargs = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
+        kwargs: dict = {"device_id": device} if backend == "nccl" else {}
+        timeout = datetime.timedelta(seconds=timeout_s)
+        if (store := _attempt_store(timeout)) is not None:
+            kwargs.update(store=store, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
         logger.info("joined process group: rank %d/%d, backend %s, device %s", rank, world, backend, device)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=device, is_main=rank == 0)
+
+
+def _attempt_store(timeout: datetime.timedelta) -> dist.Store | None:
+    """The agent's store with a prefix per restart of torchrun's workers (``--max-restarts``), else None.
+
+    torchrun's agent keeps one store across restarts of its workers; without a prefix, restarted
+    workers can read the addresses the killed workers published and fail to connect (gloo:
+    ``connectFullMesh ... Connection refused``). None: ``env://`` as usual (no agent store).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          int(os.environ["WORLD_SIZE"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"maedfer/attempt_{attempt}", store)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -167,3 +185,21 @@ def seed_everything(seed: int, rank: int = 0, deterministic: bool = False) -> in
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     return effective
+
+
+def any_rank(flag: bool) -> bool:
+    """Tell whether ``flag`` is true on at least one rank (a collective under a process group)."""
+    if not is_dist():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's ``obj`` (picklable), in rank order (a collective under a process group)."""
+    if not is_dist():
+        return [obj]
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, obj)
+    return parts

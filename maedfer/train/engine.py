@@ -24,7 +24,16 @@ its model, its training loader, a step function (one micro-batch -> loss terms) 
   ``Hooks.train_end`` wrote the final outputs;
 - resume-or-restart (:func:`maedfer.train.checkpoint.resume_or_restart`): a killed run with the
   same settings continues from its last checkpoint, mid-epoch included (the epoch's sampler order
-  is replayed and the consumed micro-batches are skipped), and ends bit-identical.
+  is replayed and the consumed micro-batches are skipped), and ends bit-identical. A mid-epoch
+  checkpoint also holds the epoch's losses so far (every rank's) and its lr, so the epoch's record
+  (mean loss) is the uninterrupted run's; its throughput counts only the updates this process ran
+  and their time (:meth:`EpochStats.clips_per_s`). The MLflow run id is checkpointed too: a resumed
+  run continues the same run (:meth:`maedfer.tracking.Tracker.continue_run`, tags
+  ``maedfer.resumes`` and ``maedfer.resumed_at_step``); a checkpoint's run that is not continued
+  (settings changed, ``--no-resume``) and still shows RUNNING is marked FAILED (its process is dead:
+  the stage holds its folder's lock);
+- preemption (:mod:`maedfer.train.preemption`): SIGTERM or SIGUSR1 during the update loop ->
+  every rank checkpoints at the next update boundary and exits with status 143 (``Preempted``).
 
 Fine-tuning used to skip backward on a non-finite loss and carry on silently; under the one policy
 it runs backward (the gradients are dropped, so the weights are the same), counts and warns, and
@@ -49,10 +58,18 @@ from torch import nn
 from tqdm import tqdm
 
 from maedfer.io_utils import write_json_atomic
-from maedfer.train.checkpoint import load_training_state, mark_finished, resume_or_restart, save_training_state
-from maedfer.train.distributed import init_distributed, seed_everything
+from maedfer.train.checkpoint import (
+    find_resume_checkpoint,
+    load_training_state,
+    mark_finished,
+    resume_or_restart,
+    save_training_state,
+    saved_extra,
+)
+from maedfer.train.distributed import gather_objects, init_distributed, seed_everything
 from maedfer.train.optim import build_optimizer
 from maedfer.train.policy import NonFiniteGuard, autocast, check_warmup, grad_scaler, resolve_precision
+from maedfer.train.preemption import PREEMPTED_EXIT_CODE, Preempted, PreemptionSignals
 from maedfer.train.recipe import Recipe, UpdatePlan, accumulation, check_schedule, plan_updates
 
 __all__ = ["Engine", "EpochStats", "Hooks", "Recipe", "StepFn", "UpdatePlan"]
@@ -67,13 +84,30 @@ class EpochStats:
     """One epoch's training, as ``Hooks.epoch_end`` receives it."""
 
     epoch: int  # 0-based index of the epoch just trained
-    started: float  # time.perf_counter() at its start
-    losses: list[float] = field(default_factory=list)  # one per update this process ran
+    started: float  # time.perf_counter() when this process started (or resumed) the epoch
+    losses: list[float] = field(default_factory=list)  # one per update of the epoch, before a resume included
     lr: float = math.nan  # the (unscaled) lr of its last update
+    resumed_updates: int = 0  # updates run before a mid-epoch resume (their losses came from the checkpoint)
 
     def seconds(self) -> float:
-        """Return the seconds since the epoch started."""
+        """Return the seconds since this process started (or resumed) the epoch."""
         return time.perf_counter() - self.started
+
+    def updates_run(self) -> int:
+        """Return the updates of the epoch that this process ran (those after a resume)."""
+        return len(self.losses) - self.resumed_updates
+
+    def mean_loss(self) -> float:
+        """Return the mean loss of the epoch's updates, those before a resume included (NaN if none)."""
+        return float(sum(self.losses) / len(self.losses)) if self.losses else math.nan
+
+    def clips_per_s(self, total_batch: int) -> float:
+        """Return the clips per second of the updates this process ran (NaN if none).
+
+        The time and clips of a killed process before a resume do not count.
+        """
+        runs = self.updates_run()
+        return total_batch * runs / max(self.seconds(), 1e-9) if runs else math.nan
 
 
 @dataclass
@@ -125,6 +159,9 @@ class Engine:
         self.history: list[dict[str, Any]] = []  # one record per finished epoch -> history.json
         self.losses: list[float] = []  # one per update this process ran
         self.hooks: Hooks | None = None
+        self.stats: EpochStats | None = None  # the epoch being trained
+        self.resumes = 0  # how often this run was resumed from a checkpoint
+        self._resumed: tuple[list[float], float] = ([], math.nan)  # the resumed epoch's losses so far, its lr
 
     def attach(self, model: nn.Module, *, find_unused_parameters: bool = False) -> nn.Module:
         """Move ``model`` to this process's device, DDP-wrap it under torchrun, compile it if asked."""
@@ -155,16 +192,36 @@ class Engine:
         self.optimizer = build_optimizer(self.model, self.lr, r.weight_decay, betas=r.betas, layer_decay=r.layer_decay,
                                          decay_names=decay_names)
         self.schedule = self.plan.schedule(self.optimizer)
+        tracking = bool(getattr(self.tracker, "active", False))
+        found = find_resume_checkpoint(self.ckpt_dir) if tracking else None  # the MLflow run of the folder's run
+        old_run = saved_extra(found).get("mlflow_run_id") if found is not None else None
+        extra: dict[str, Any] = {}
+        if self.resume and (path := resume_or_restart(self.ckpt_dir, self.config)) is not None:
+            extra = self._restore(path)
+            if old_run and self.tracker.continue_run(old_run):
+                self.tracker.set_tags({"maedfer.resumes": self.resumes, "maedfer.resumed_at_step": self.global_step})
+        elif old_run:  # not continued (settings changed, --no-resume): a RUNNING run there is dead
+            self.tracker.fail_if_running(old_run)
         if self.tracker is not None:  # what the settings meant on this machine (MLflow params "resolved.*")
             self.tracker.log_params({"resolved": {
                 "precision": self.precision, "processes": self.dist.world_size, "accum_steps": self.accum_steps,
                 "total_batch": self.total_batch, "steps_per_epoch": self.steps_per_epoch, "lr": self.lr}})
-        if not self.resume or (path := resume_or_restart(self.ckpt_dir, self.config)) is None:
-            return {}
+        return extra
+
+    def _restore(self, path: Path) -> dict[str, Any]:
+        """Load the checkpoint ``path`` into the model, optimiser, schedule, scaler and RNG -> its ``extra``."""
         state = load_training_state(path, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
                                     scaler=self.scaler, map_location=self.device)
         self.epoch, self.start_step, self.global_step = state.epoch, state.step_in_epoch, state.global_step
         self.history = list(state.extra.get("history", []))
+        self.resumes = int(state.extra.get("resumes", 0)) + 1
+        per_rank = state.extra.get("epoch_losses") or []  # one list per rank of the saving run
+        losses = [float(v) for v in per_rank[self.dist.rank % len(per_rank)]] if per_rank else []
+        if self.start_step and len(losses) != self.start_step:
+            log.warning("%s holds no losses of epoch %d's first %d updates (an older checkpoint): the epoch's "
+                        "mean loss covers the updates after the resume only", path, self.epoch + 1, self.start_step)
+            losses = []
+        self._resumed = (losses, float(state.extra.get("epoch_lr", math.nan)))
         log.info("resumed from %s (epoch %d, step %d)", path, self.epoch, self.start_step)
         return dict(state.extra)
 
@@ -212,13 +269,19 @@ class Engine:
 
     def save(self, epoch: int, step_in_epoch: int) -> None:
         """Checkpoint the position to resume from (every rank: a collective under DDP)."""
-        extra = {"history": self.history, **(self.hooks.state() if self.hooks and self.hooks.state else {})}
+        extra: dict[str, Any] = {"history": self.history, "resumes": self.resumes,
+                                 **(self.hooks.state() if self.hooks and self.hooks.state else {})}
+        if step_in_epoch and self.stats is not None:  # mid-epoch: the epoch's record needs its losses so far
+            extra["epoch_losses"] = gather_objects(list(self.stats.losses))  # every rank's (a collective)
+            extra["epoch_lr"] = float(self.stats.lr)
+        if run_id := getattr(self.tracker, "known_run_id", None):
+            extra["mlflow_run_id"] = run_id
         save_training_state(self.ckpt_dir, model=self.model, optimizer=self.optimizer, scheduler=self.schedule,
                             scaler=self.scaler, epoch=epoch, step_in_epoch=step_in_epoch, global_step=self.global_step,
                             config=self.config, keep_last=self.recipe.keep_last, extra=extra)
 
     def _track(self, stats: EpochStats, value: float, lr: float, out: dict[str, torch.Tensor]) -> None:
-        clips_s = self.total_batch * len(stats.losses) / max(stats.seconds(), 1e-9)
+        clips_s = stats.clips_per_s(self.total_batch)
         metrics = {"train/loss": value, "train/lr": lr, "train/clips_per_s": clips_s,
                    **{f"train/{k}": float(v.detach()) for k, v in out.items() if k != "loss"}}
         if self.device.type == "cuda":
@@ -226,38 +289,71 @@ class Engine:
         self.tracker.log_metrics(metrics, step=self.global_step)
 
     def fit(self, loader: torch.utils.data.DataLoader, step: StepFn, hooks: Hooks) -> dict[str, Any] | None:
-        """Train to the last epoch and return ``hooks.train_end()``; ``None`` when stopped by ``stop_after_steps``."""
+        """Train to the last epoch and return ``hooks.train_end()``; ``None`` when stopped by ``stop_after_steps``.
+
+        Raises :class:`~maedfer.train.preemption.Preempted` (exit status 143) after checkpointing when a
+        rank got SIGTERM or SIGUSR1 during the update loop.
+        """
         r, self.hooks = self.recipe, hooks
-        while self.epoch < r.epochs:
-            loader.sampler.set_epoch(self.epoch)
-            if hooks.epoch_start is not None:
-                hooks.epoch_start(self.epoch)
-            self.model.train()
-            batches = iter(loader)
-            if self.start_step:  # same sampler order: skip the micro-batches already consumed
-                batches = itertools.islice(batches, self.start_step * self.accum_steps, None)
-            stats = EpochStats(self.epoch, time.perf_counter())
-            bar = tqdm(range(self.start_step, self.steps_per_epoch), desc=f"{self.desc} epoch {self.epoch}",
-                       disable=not self.dist.is_main, leave=False)
-            for i in bar:
-                value, stats.lr, out = self.update(batches, step)
-                stats.losses.append(value)
-                bar.set_postfix(loss=f"{value:.4f}")
-                if self.log_steps and self.tracker is not None:
-                    self._track(stats, value, stats.lr, out)
-                done = i + 1 == self.steps_per_epoch
-                if r.save_every_steps and self.global_step % r.save_every_steps == 0 and not done:
-                    self.save(self.epoch, i + 1)
-                if r.stop_after_steps and self.global_step >= r.stop_after_steps:
-                    self.save(self.epoch + 1, 0) if done else self.save(self.epoch, i + 1)
+        with PreemptionSignals() as signals:
+            while self.epoch < r.epochs:
+                if self._epoch(loader, step, hooks, signals) is None:
                     return None
-            self.history.append(hooks.epoch_end(stats))
-            self.epoch, self.start_step = self.epoch + 1, 0
-            self.save(self.epoch, 0)
-            if self.dist.is_main:
-                write_json_atomic(self.out_dir / "history.json", self.history)
-            if hooks.after_checkpoint is not None:
-                hooks.after_checkpoint(self.epoch)
+                self.history.append(hooks.epoch_end(self.stats))
+                self.epoch, self.start_step = self.epoch + 1, 0
+                self.save(self.epoch, 0)
+                if self.dist.is_main:
+                    write_json_atomic(self.out_dir / "history.json", self.history)
+                if signals.requested():
+                    raise self._preempted(signals)
+                if hooks.after_checkpoint is not None:
+                    hooks.after_checkpoint(self.epoch)
         summary = hooks.train_end() if hooks.train_end is not None else {}
         mark_finished(self.ckpt_dir)  # a later run into this folder starts afresh instead of resuming this one
         return summary
+
+    def _epoch(self, loader: torch.utils.data.DataLoader, step: StepFn, hooks: Hooks,
+               signals: PreemptionSignals) -> EpochStats | None:
+        """Run the updates of ``self.epoch`` from ``self.start_step`` -> its stats; None at ``stop_after_steps``.
+
+        A stop or a preemption on the epoch's last update saves the position (epoch, steps_per_epoch):
+        the next run starts with the epoch's end (``Hooks.epoch_end``, the epoch's checkpoint).
+        """
+        r = self.recipe
+        loader.sampler.set_epoch(self.epoch)
+        if hooks.epoch_start is not None:
+            hooks.epoch_start(self.epoch)
+        self.model.train()
+        batches = iter(loader)
+        if self.start_step:  # same sampler order: skip the micro-batches already consumed
+            batches = itertools.islice(batches, self.start_step * self.accum_steps, None)
+        (losses, lr), self._resumed = self._resumed, ([], math.nan)
+        stats = self.stats = EpochStats(self.epoch, time.perf_counter(), list(losses), lr, len(losses))
+        bar = tqdm(range(self.start_step, self.steps_per_epoch), desc=f"{self.desc} epoch {self.epoch}",
+                   disable=not self.dist.is_main, leave=False)
+        for i in bar:
+            value, stats.lr, out = self.update(batches, step)
+            stats.losses.append(value)
+            bar.set_postfix(loss=f"{value:.4f}")
+            if self.log_steps and self.tracker is not None:
+                self._track(stats, value, stats.lr, out)
+            saved = r.save_every_steps and self.global_step % r.save_every_steps == 0 and i + 1 < self.steps_per_epoch
+            if saved:
+                self.save(self.epoch, i + 1)
+            stop = bool(r.stop_after_steps and self.global_step >= r.stop_after_steps)
+            preempted = signals.requested()
+            if (stop or preempted) and not saved:
+                self.save(self.epoch, i + 1)
+            if stop:
+                return None
+            if preempted:
+                raise self._preempted(signals)
+        return stats
+
+    def _preempted(self, signals: PreemptionSignals) -> Preempted:
+        """The exception that ends a preempted run (its message says what was saved and what to do)."""
+        what = signals.received.name if signals.received is not None else "another rank's SIGTERM/SIGUSR1"
+        message = (f"{what}: checkpointed at update {self.global_step} (epoch {self.epoch + 1}) in {self.ckpt_dir}; "
+                   f"exiting with status {PREEMPTED_EXIT_CODE}; the same command continues the run")
+        log.warning("%s", message)
+        return Preempted(message)
