@@ -66,20 +66,31 @@ class RandomErasing:
         check_clip(clip, "RandomErasing")
         if not clip.is_floating_point():
             raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
-        t, c, height, width = clip.shape
-        boxes = self.boxes(height, width, rng)
+        boxes = self.boxes(clip.shape[-2], clip.shape[-1], rng)
         if not boxes:
             return clip
+        return self.apply(clip, boxes, int(rng.integers(2**63)))
+
+    def apply(self, clip: torch.Tensor, boxes: list[tuple[int, int, int, int]], seed: int) -> torch.Tensor:
+        """Erase drawn ``boxes`` of a float clip (T, C, H, W), noise from a generator on its device seeded ``seed``.
+
+        On CPU the noise is the CPU path's; on another device it has the same distribution, other values.
+        """
+        if not boxes:
+            return clip
+        if not clip.is_floating_point():
+            raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
         clip = clip.clone()
-        gen = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        t, c = clip.shape[:2]
+        gen = torch.Generator(device=clip.device).manual_seed(seed)
         for top, left, h, w in boxes:
             frames = 1 if self.same_noise else t
             if self.mode == "pixel":
-                fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype)
+                fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype, device=clip.device)
             elif self.mode == "rand":
-                fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype)
+                fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype, device=clip.device)
             else:
-                fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype)
+                fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype, device=clip.device)
             clip[:, :, top : top + h, left : left + w] = fill
         return clip
 

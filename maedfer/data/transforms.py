@@ -176,7 +176,11 @@ class RandomResizedCrop:
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The same random crop on every frame, resized to ``size`` x ``size``."""
         check_clip(clip, "RandomResizedCrop")
-        top, left, h, w = random_resized_crop_params(clip.shape[-2], clip.shape[-1], rng, self.scale, self.ratio)
+        return self.apply(clip, random_resized_crop_params(clip.shape[-2], clip.shape[-1], rng, self.scale, self.ratio))
+
+    def apply(self, clip: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+        """Crop the drawn (top, left, h, w) of every frame and resize it to ``size`` x ``size`` (any device)."""
+        top, left, h, w = box
         t, c = clip.shape[:2]
         crop = clip[..., top : top + h, left : left + w].float().contiguous().view(t * c, 1, h, w)
         # one plane per (frame, channel): the same values, ~5x faster than (T, C) planes on CPU
@@ -219,7 +223,7 @@ class Normalize:
         check_clip(clip, "Normalize")
         scale = self._scale_u8 if clip.dtype == torch.uint8 else self._scale_f
         x = clip.float() if clip.dtype != torch.float32 else clip.clone()
-        return x.mul_(scale).sub_(self._shift)
+        return x.mul_(scale.to(x.device)).sub_(self._shift.to(x.device))
 
     def __repr__(self) -> str:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
@@ -275,7 +279,11 @@ class GroupMultiScaleCrop:
     def __call__(self, clip: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """The same multi-scale crop on every frame, resized to ``size`` x ``size``."""
         check_clip(clip, "GroupMultiScaleCrop")
-        cw, ch, ow, oh = self.params(clip.shape[-2], clip.shape[-1], rng)
+        return self.apply(clip, self.params(clip.shape[-2], clip.shape[-1], rng))
+
+    def apply(self, clip: torch.Tensor, params: tuple[int, int, int, int]) -> torch.Tensor:
+        """Crop the drawn (crop_w, crop_h, offset_w, offset_h) and resize it to ``size`` x ``size`` (any device)."""
+        cw, ch, ow, oh = params
         return _resize(clip[..., oh : oh + ch, ow : ow + cw], (self.size, self.size))
 
     def __repr__(self) -> str:

@@ -10,11 +10,11 @@ training device and applies the pipeline's steps with each clip's drawn paramete
         video = augment(batch)                # float32 (B, C, T, H, W) on device
         label = batch.labels.to(device)
 
-The steps are the CPU transforms' own arithmetic on device tensors (the same functions where they are
-tensor code), so on CPU tensors the result equals the CPU path's (tests/test_gpu_data.py). Decoding is
-one call for the batch; RandAugment is a few calls per layer for the whole batch (clips grouped by op,
-:func:`~maedfer.data.gpu.rand_augment.apply_ops_batch`); Normalize and the layout change run on the
-stacked batch; crops, flips and erasing boxes (one slice or resize per clip) run clip by clip.
+The steps are the CPU transforms' own code on device tensors (their ``apply`` with the drawn
+parameters; RandAugment's Pillow ops rewritten as tensor maths), so on CPU tensors the result equals
+the CPU path's (tests/test_gpu_data.py). Decoding is one call for the batch; RandAugment is a few calls
+per layer for the whole batch (clips grouped by op, :func:`~maedfer.data.gpu.rand_augment.apply_ops_batch`);
+Normalize runs on the stacked batch; crops, flips, erasing boxes and the layout change run clip by clip.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from einops import rearrange
 
 from maedfer.data.erasing import RandomErasing
 from maedfer.data.gpu.decode import decode_batch
@@ -105,65 +103,19 @@ def collate_device(samples: list[ClipBytes]) -> DeviceBatch:
     )
 
 
-def _normalize(t: Normalize, clip: torch.Tensor) -> torch.Tensor:
-    """Normalize's arithmetic with its constants on the clip's device."""
-    scale = t._scale_u8 if clip.dtype == torch.uint8 else t._scale_f
-    x = clip.float() if clip.dtype != torch.float32 else clip.clone()
-    return x.mul_(scale.to(clip.device)).sub_(t._shift.to(clip.device))
-
-
-def _resized_crop(clip: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
-    """RandomResizedCrop's arithmetic for a drawn (top, left, h, w)."""
-    top, left, h, w = box
-    t, c = clip.shape[:2]
-    crop = clip[..., top : top + h, left : left + w].float().contiguous().view(t * c, 1, h, w)
-    out = F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False).view(t, c, size, size)
-    if clip.dtype == torch.uint8:
-        return out.round_().clamp_(0, 255).to(torch.uint8)
-    return out.to(clip.dtype)
-
-
-def _erase(t: RandomErasing, clip: torch.Tensor, entry: tuple) -> torch.Tensor:
-    """RandomErasing's fill for drawn boxes; the noise from a generator on the clip's device."""
-    boxes, seed = entry
-    if not boxes:
-        return clip
-    if not clip.is_floating_point():
-        raise TypeError("RandomErasing works on a float (normalised) clip; put it after Normalize")
-    clip = clip.clone()
-    n, c = clip.shape[:2]
-    gen = torch.Generator(device=clip.device).manual_seed(seed)
-    for top, left, h, w in boxes:
-        frames = 1 if t.same_noise else n
-        if t.mode == "pixel":
-            fill = torch.randn((frames, c, h, w), generator=gen, dtype=clip.dtype, device=clip.device)
-        elif t.mode == "rand":
-            fill = torch.randn((frames, c, 1, 1), generator=gen, dtype=clip.dtype, device=clip.device)
-        else:
-            fill = torch.zeros((1, c, 1, 1), dtype=clip.dtype, device=clip.device)
-        clip[:, :, top : top + h, left : left + w] = fill
-    return clip
-
-
 def apply_step(t: object, clip: torch.Tensor, entry: object) -> torch.Tensor:
     """One pipeline step on one clip (T, C, H, W) with its drawn parameter ``entry``."""
-    if isinstance(t, ResizeShortSide | CenterCrop):
-        return t(clip)  # tensor code, any device
+    if isinstance(t, ResizeShortSide | CenterCrop | Normalize | ToModelLayout):
+        return t(clip)  # no draws; tensor code on any device
     if isinstance(t, RandAugment):
         return apply_ops(clip, entry, t.fill) if entry else clip
-    if isinstance(t, Normalize):
-        return _normalize(t, clip)
-    if isinstance(t, RandomResizedCrop):
-        return _resized_crop(clip, entry, t.size)
+    if isinstance(t, RandomResizedCrop | GroupMultiScaleCrop):
+        return t.apply(clip, entry)
     if isinstance(t, RandomHorizontalFlip):
         return clip.flip(-1) if entry else clip
     if isinstance(t, RandomErasing):
-        return _erase(t, clip, entry)
-    if isinstance(t, GroupMultiScaleCrop):
-        cw, ch, ow, oh = entry
-        return _resize(clip[..., oh : oh + ch, ow : ow + cw], (t.size, t.size))
-    if isinstance(t, ToModelLayout):
-        return rearrange(clip.float(), "t c h w -> c t h w").contiguous()
+        boxes, seed = entry
+        return t.apply(clip, boxes, seed)
     raise TypeError(f"no device version of {t!r}")
 
 
@@ -214,7 +166,7 @@ class BatchAugment:
                 clips = list(apply_ops_batch(torch.stack(clips), entries, t.fill).unbind(0))
             elif same and isinstance(t, Normalize):
                 stacked = torch.stack(clips)  # (B, T, C, H, W)
-                clips = list(_normalize(t, stacked.flatten(0, 1)).view(stacked.shape).unbind(0))
+                clips = list(t(stacked.flatten(0, 1)).view(stacked.shape).unbind(0))
             else:
                 clips = [apply_step(t, clip, entry) for clip, entry in zip(clips, entries, strict=True)]
         return torch.stack(clips)
