@@ -198,18 +198,42 @@ def test_sigterm_to_the_stage_exits_143_and_the_rerun_continues(index, uninterru
     assert _same_weights(uninterrupted, run)
 
 
-@pytest.mark.slow
-def test_lost_rank_under_torchrun_restarts_the_group_from_the_last_checkpoint(index, tmp_path):
-    torchrun = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2"]
-    # the uninterrupted 2-process run (2 updates per epoch of 2 x 2 clips), then one whose rank 1 dies (kill -9)
-    # before update 3 (mid second epoch): the agent stops rank 0 and restarts both from checkpoint 3
-    full = _hooked_stage(tmp_path, index, tmp_path / "full", "SIGKILL", 99, "--no-tracking", launcher=torchrun,
+TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", "2"]
+
+
+@pytest.fixture(scope="module")
+def ddp_uninterrupted(index, tmp_path_factory) -> Path:
+    """An uninterrupted 2-process gloo run (2 updates per epoch of 2 x 2 clips) -> its folder."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    full = _hooked_stage(tmp, index, tmp / "full", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN,
                          env={"OMP_NUM_THREADS": "1"})
     assert full.returncode == 0, full.stderr[-3000:]
+    return tmp / "full"
+
+
+@pytest.mark.slow
+def test_lost_rank_under_torchrun_restarts_the_group_from_the_last_checkpoint(index, ddp_uninterrupted, tmp_path):
+    # rank 1 dies (kill -9) before update 3 (mid second epoch): the agent stops rank 0, restarts both (one restart
+    # allowed), and they continue from checkpoint 3
     lost = _hooked_stage(tmp_path, index, tmp_path / "lost", "SIGKILL", 3, "--no-tracking",
-                         launcher=[*torchrun, "--max-restarts", "1"], env={"KILL_RANK": "1", "OMP_NUM_THREADS": "1"})
+                         launcher=[*TORCHRUN, "--max-restarts", "1"], env={"KILL_RANK": "1", "OMP_NUM_THREADS": "1"})
     assert lost.returncode == 0, lost.stderr[-3000:]
     last = find_resume_checkpoint(tmp_path / "lost" / "checkpoints")
     assert saved_extra(last)["resumes"] == 1  # the agent restarted the group, which resumed (not restarted afresh)
-    assert _same_weights(tmp_path / "full", tmp_path / "lost")
-    assert [h["loss"] for h in _history(tmp_path / "full")] == [h["loss"] for h in _history(tmp_path / "lost")]
+    assert _same_weights(ddp_uninterrupted, tmp_path / "lost")
+    assert [h["loss"] for h in _history(ddp_uninterrupted)] == [h["loss"] for h in _history(tmp_path / "lost")]
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_rank_checkpoints_the_group_at_the_same_update(index, ddp_uninterrupted, tmp_path):
+    stopped = _hooked_stage(tmp_path, index, tmp_path / "run", "SIGTERM", 2, "--no-tracking", launcher=TORCHRUN,
+                            env={"KILL_RANK": "1", "OMP_NUM_THREADS": "1"})
+    assert stopped.returncode != 0
+    assert "[1]:" in stopped.stderr and f"exitcode  : {PREEMPTED_EXIT_CODE}" in stopped.stderr  # torchrun's report
+    assert "SIGTERM: checkpointed at update 3 (epoch 2)" in stopped.stderr  # rank 1
+    assert "another rank's SIGTERM/SIGUSR1: checkpointed at update 3 (epoch 2)" in stopped.stderr  # rank 0
+    again = _hooked_stage(tmp_path, index, tmp_path / "run", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN,
+                          env={"OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _same_weights(ddp_uninterrupted, tmp_path / "run")
+    assert [h["loss"] for h in _history(ddp_uninterrupted)] == [h["loss"] for h in _history(tmp_path / "run")]
