@@ -203,7 +203,8 @@ def test_training_loops_give_the_same_run_on_either_path(tmp_path):
         pretrain(PretrainConfig(**pt, data_path="gpu"), index, tmp_path / "pt-bad")
 
 
-def test_batched_ops_equal_clip_by_clip(clip):
+def test_batched_ops_equal_clip_by_clip(clip, monkeypatch):
+    monkeypatch.setattr("maedfer.data.gpu.rand_augment.AFFINE_CHUNK", 3)  # affine groups split mid-clip too
     ra = RandAugment.from_config("rand-m7-n4-mstd0.5-inc1")
     clips = torch.stack([clip, clip.flip(-1), clip.flip(-2), 255 - clip, clip, clip])  # (B, T, 3, H, W)
     ops = [ra.sample(np.random.default_rng(seed)) for seed in range(len(clips))]

@@ -27,6 +27,7 @@ from einops import rearrange
 from maedfer.data.rand_augment import FILL, DrawnOp
 
 Frames = torch.Tensor  # uint8 (N, 3, H, W)
+AFFINE_CHUNK = 128  # frames per affine call (160 x 160: ~80 MB per float64 temporary)
 
 
 def _per_frame(frames: Frames, value: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -254,7 +255,10 @@ def _run(frames: Frames, ops: Sequence[DrawnOp], per_clip: int, fill: Sequence[i
     h, w = frames.shape[-2:]
     if str(_family(ops[0].name)).startswith("affine"):
         m = torch.tensor([_AFFINE[o.name](float(o.args[0]), w, h) for o in ops], dtype=torch.float64)
-        return affine(frames, m.repeat_interleave(per_clip, 0), fill)
+        m = m.repeat_interleave(per_clip, 0)
+        # float64 temporaries of ~10 x frames x 3 x H x W: bounded by chunks of AFFINE_CHUNK frames
+        return torch.cat([affine(frames[k : k + AFFINE_CHUNK], m[k : k + AFFINE_CHUNK], fill)
+                          for k in range(0, frames.shape[0], AFFINE_CHUNK)])
     fn, dtype = _PIXEL[ops[0].name]
     if dtype is None:
         return fn(frames)
