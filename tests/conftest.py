@@ -7,6 +7,9 @@ import os
 import pytest
 import torch
 
+from maedfer.runtime import portable_cpu_numerics
+
+portable_cpu_numerics()  # the tests run the kernels the stages run (before any tensor work), in process and in children
 os.environ.setdefault("MAEDFER_LOGLEVEL", "WARNING")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
