@@ -176,13 +176,7 @@ class ShardClipDataset(Dataset):
 
     def read_frames(self, index: int, frame_indices: np.ndarray) -> torch.Tensor:
         """uint8 (len(frame_indices), 3, H, W): each distinct frame decoded once."""
-        unique, inverse = np.unique(np.asarray(frame_indices).reshape(-1), return_inverse=True)
-        jpegs = read_clip_frames(
-            self.shard_paths[self.shard_ids[index]],
-            int(self.rows[index]),
-            unique.tolist(),
-            expected_checksum=None if self.checksums is None else str(self.checksums[index]),
-        )
+        jpegs, inverse = self.read_bytes(index, frame_indices)
         try:
             frames = decode_frames(jpegs)  # (U, 3, H, W)
         except RuntimeError as exc:  # bad at ingest time (the checksum matched): name shard and clip
@@ -192,13 +186,12 @@ class ShardClipDataset(Dataset):
             ) from None
         if self.load_resize == LOAD_RESIZE_PIL:
             frames = pil_bilinear_resize(frames, self.size)  # (U, 3, size, size), the authors' way
-        inverse = inverse.reshape(-1)
-        if len(unique) == len(inverse) and np.array_equal(inverse, np.arange(len(inverse))):
+        if len(jpegs) == len(inverse) and np.array_equal(inverse, np.arange(len(inverse))):
             return frames  # sorted, no repeats: nothing to gather
         return frames[torch.from_numpy(inverse)]
 
     def read_bytes(self, index: int, frame_indices: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-        """The device path's read: JPEG bytes of the distinct frames (sorted) and the gather order (T,)."""
+        """JPEG bytes of the distinct frames (sorted; checksum verified) and the gather order (T,)."""
         unique, inverse = np.unique(np.asarray(frame_indices).reshape(-1), return_inverse=True)
         jpegs = read_clip_frames(
             self.shard_paths[self.shard_ids[index]],
