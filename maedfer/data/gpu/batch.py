@@ -14,7 +14,7 @@ The steps are the CPU transforms' own code on device tensors (their ``apply`` wi
 parameters; RandAugment's Pillow ops rewritten as tensor maths), so on CPU tensors the result equals
 the CPU path's (tests/test_gpu_data.py). Decoding is one call for the batch; RandAugment is a few calls
 per layer for the whole batch (clips grouped by op, :func:`~maedfer.data.gpu.rand_augment.apply_ops_batch`);
-Normalize runs on the stacked batch; crops, flips, erasing boxes and the layout change run clip by clip.
+Normalize and the layout change run on the stacked batch; crops, flips and erasing boxes run clip by clip.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from einops import rearrange
 
 from maedfer.data.erasing import RandomErasing
 from maedfer.data.gpu.decode import decode_batch
@@ -167,6 +168,8 @@ class BatchAugment:
             elif same and isinstance(t, Normalize):
                 stacked = torch.stack(clips)  # (B, T, C, H, W)
                 clips = list(t(stacked.flatten(0, 1)).view(stacked.shape).unbind(0))
+            elif same and isinstance(t, ToModelLayout):
+                clips = list(rearrange(torch.stack(clips).float(), "b t c h w -> b c t h w").contiguous().unbind(0))
             else:
                 clips = [apply_step(t, clip, entry) for clip, entry in zip(clips, entries, strict=True)]
         return torch.stack(clips)
