@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the raw videos and detect faces (MTCNN) instead of the owners' face crops",
     )
     add_setting_flags(parser, IngestSettings, ["workers", "jpeg_quality"], int,
-                      {"workers": "decoding processes (0: decode in this process)"})
+                      {"workers": "decoding processes (0: decode in this process); on the CPU each also runs MTCNN "
+                                  "on its own clips"})
     add_setting_flags(parser, IngestSettings, ["shard_mb", "margin"], float,
                       {"shard_mb": "bound on the JPEG bytes of one shard, in MiB",
                        "margin": "MTCNN crop margin: side = (1 + margin) * box side"})
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=argparse.SUPPRESS,
                         help="MTCNN device (default: cuda when available, else cpu)")
     parser.add_argument("--verify", action="store_true", help="check every stored clip against its checksum after")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar: progress lines in the log instead (as when not on a terminal)")
     lock_output(parser, "ingest")
     return parser
 
