@@ -11,11 +11,15 @@
 #   snakemake -n reproduce_all                   # dry run: the whole DAG of every table and figure
 #   snakemake --profile workflow/profiles/slurm reproduce_table5      # on a SLURM cluster
 #   snakemake --config params=my_params.yaml reproduce_table5         # another params file (same schema)
+#   snakemake --report report.html demo          # after a run: one HTML page (tables, figures, captions)
 #
 # Targets: demo, reproduce_table2 ... reproduce_table14, reproduce_fig3, reproduce_fig4, reproduce_fig5,
 # reproduce_all; or any output file (runs/paper/finetune/mae_dfer/dfew/fold1/metrics.json).
 # The authors' released fine-tuned checkpoints, evaluated fold by fold beside their numbers (no training):
 # evaluate_released_dfew, evaluate_released_ferv39k, evaluate_released_mafw, reproduce_released.
+
+
+report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

@@ -109,7 +109,7 @@ def test_fold_mean_pooled_and_three_formats(tmp_path: Path, abc_folds: list[Path
     paper_uar, paper_war = PAPER_EPOCHS_50_DFEW
     d_uar, d_war = UAR_MEAN - paper_uar, WAR_MEAN - paper_war
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["confusion", "metrics.json", "table2.csv", "table2.md", "table2.tex"]
+    assert names == ["confusion", "curves", "metrics.json", "table2.csv", "table2.html", "table2.md", "table2.tex"]
 
     md = (out / "table2.md").read_text()
     assert md.startswith("### Table 2: Ablation study on the pre-training epochs.")

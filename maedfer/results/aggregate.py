@@ -11,7 +11,9 @@ A JSON spec holds the same: ``{"table": ..., "profile": ..., "experiment": ..., 
 
 Files written to ``out_dir`` (each atomically): ``<table>.md``, ``<table>.csv``, ``<table>.tex``;
 for tables with per-class numbers (5-7 via 12-14, or 12-14 themselves) ``<table>_per_class.{md,csv,tex}``;
-``metrics.json`` (DVC metrics) and ``confusion/<row>-<dataset>.csv`` (DVC confusion plots).
+``<table>.html`` (every view rendered as an HTML table: the Snakemake report shows it);
+``metrics.json`` (DVC metrics), ``confusion/<row>-<dataset>.csv`` (DVC confusion plots) and
+``curves/<row>-<dataset>-fold<k>.csv`` (each fold's history.json: DVC training-curve plots).
 """
 
 from __future__ import annotations
@@ -25,9 +27,17 @@ from typing import Any
 
 from maedfer.io_utils import write_text_atomic
 from maedfer.results.collect import ResultsInputError, RowResult, RowSpec, aggregate_row
-from maedfer.results.dvc_files import CONFUSION_DIR, confusion_file_name, write_confusion_csv, write_metrics_json
+from maedfer.results.dvc_files import (
+    CONFUSION_DIR,
+    CURVES_DIR,
+    confusion_file_name,
+    curves_file_name,
+    write_confusion_csv,
+    write_curves_csv,
+    write_metrics_json,
+)
 from maedfer.results.paper import PaperTable, load_paper_tables
-from maedfer.results.render import to_csv, to_latex, to_markdown
+from maedfer.results.render import to_csv, to_html, to_latex, to_markdown
 from maedfer.results.tables import FULL_PROFILE, TableView, build_main_view, build_per_class_view
 from maedfer.tracking import TABLES_EXPERIMENT, log_table_runs
 
@@ -129,14 +139,40 @@ def build_views(table: PaperTable, results: Sequence[RowResult], profile: str) -
 
 
 def write_views(views: Sequence[TableView], out_dir: Path) -> list[Path]:
-    """Write every view as Markdown, CSV and LaTeX into ``out_dir``; returns the paths."""
+    """Write every view as Markdown, CSV and LaTeX into ``out_dir``, and all of them as one HTML page."""
     files = []
     for view in views:
         for suffix, render in ((".md", to_markdown), (".csv", to_csv), (".tex", to_latex)):
             path = out_dir / f"{view.name}{suffix}"
             write_text_atomic(path, render(view))
             files.append(path)
+    if views:  # <table>.html: the main table and its per-class companion, rendered (Snakemake report)
+        path = out_dir / f"{views[0].name}.html"
+        write_text_atomic(path, to_html(list(views)))
+        files.append(path)
     return files
+
+
+def write_curves(results: Sequence[RowResult], out_dir: Path) -> list[Path]:
+    """``curves/<row>-<dataset>-fold<k>.csv`` from each fold folder's ``history.json`` (where there is one)."""
+    written = []
+    for r in results:
+        for fold in r.folds:
+            history = fold.folder / "history.json"
+            if not history.is_file():
+                continue
+            try:
+                records = json.loads(history.read_text())
+            except json.JSONDecodeError as exc:
+                raise ResultsInputError(f"{history}: not valid JSON ({exc.msg}); re-run the fine-tuning") from exc
+            if not isinstance(records, list) or not all(isinstance(x, dict) for x in records):
+                raise ResultsInputError(f"{history}: expected a list of per-epoch records; re-run the fine-tuning")
+            written.append(write_curves_csv(out_dir / CURVES_DIR / curves_file_name(r.spec.key, r.spec.dataset,
+                                                                                     fold.fold), records))
+    (out_dir / CURVES_DIR).mkdir(exist_ok=True)  # a declared output, also when no fold has a history
+    for stale in set((out_dir / CURVES_DIR).glob("*.csv")) - set(written):
+        stale.unlink()
+    return written
 
 
 def aggregate_table(
@@ -162,6 +198,7 @@ def aggregate_table(
                  for r in results}
     for stale in set((out / CONFUSION_DIR).glob("*.csv")) - set(confusion.values()):
         stale.unlink()  # a row of an earlier aggregation into this folder
+    write_curves(results, out)
     for r in results:
         logger.info("%s %s (%s): UAR %.2f ± %.2f, WAR %.2f ± %.2f over %d folds; pooled UAR %.2f, WAR %.2f", table,
                     r.spec.key, r.spec.dataset, 100 * r.mean("uar"), 100 * r.std("uar"), 100 * r.mean("war"),

@@ -23,6 +23,7 @@ from typing import Any
 
 from maedfer.io_utils import write_json_atomic, write_text_atomic
 from maedfer.results.collect import RowResult
+from maedfer.results.dvc_names import curves_file_name  # noqa: F401 (re-exported)
 from maedfer.results.paper import PaperTable
 from maedfer.results.tables import diff, pct
 
@@ -90,6 +91,29 @@ def write_confusion_csv(path: str | Path, result: RowResult) -> Path:
     writer.writerow(CONFUSION_COLUMNS)
     for fold in result.folds:
         writer.writerows((names[int(y)], names[int(p)]) for y, p in zip(fold.labels, fold.preds, strict=True))
+    path = Path(path)
+    write_text_atomic(path, buf.getvalue())
+    return path
+
+
+CURVES_DIR = "curves"
+CURVE_COLUMNS: tuple[str, ...] = ("epoch", "train_loss", "val_uar", "val_war")
+_HISTORY_KEYS = {"train_loss": "train/loss", "val_uar": "val/uar", "val_war": "val/war"}
+
+
+def write_curves_csv(path: str | Path, history: Sequence[dict[str, Any]]) -> Path:
+    """A fold's fine-tuning history (``history.json`` records) as ``epoch,train_loss,val_uar,val_war``.
+
+    UAR and WAR in percent; an epoch without validation has empty cells. DVC plots the file
+    (``x: epoch``), one line per fold and experiment.
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CURVE_COLUMNS)
+    for rec in sorted(history, key=lambda r: r.get("epoch", 0)):
+        loss, uar, war = (rec.get(_HISTORY_KEYS[k]) for k in CURVE_COLUMNS[1:])
+        writer.writerow([rec.get("epoch", ""), "" if loss is None else _r(loss),
+                         "" if uar is None else _r(pct(uar)), "" if war is None else _r(pct(war))])
     path = Path(path)
     write_text_atomic(path, buf.getvalue())
     return path

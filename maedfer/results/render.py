@@ -1,8 +1,9 @@
-"""Render a :class:`~maedfer.results.tables.TableView` as Markdown, CSV or LaTeX (booktabs)."""
+"""Render a :class:`~maedfer.results.tables.TableView` as Markdown, CSV, LaTeX (booktabs) or HTML."""
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import math
 import re
@@ -114,3 +115,37 @@ def to_latex(view: TableView) -> str:
             out.append(" & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
     return "\n".join(out) + "\n"
+
+
+def _html_cell(line: Line, key: str) -> str:
+    return _styled_cell(line, key, html.escape, "<u>{}</u>", "<b>{}</b>")
+
+
+HTML_STYLE = ("body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;margin-bottom:1.5em}"
+              "th,td{padding:3px 8px;border-bottom:1px solid #ccc}td.n,th.n{text-align:right}"
+              "tr.ours td{background:#eef6ff}blockquote{color:#444;margin:0 0 .5em 0}")
+
+
+def to_html_table(view: TableView) -> str:
+    """The view as an HTML fragment: heading, captions and one ``<table>`` (the Markdown table, rendered)."""
+    out = [f"<h3>{html.escape(view.heading)}</h3>"]
+    out += [f"<blockquote>{html.escape(c)}</blockquote>" for c in view.captions]
+    cls = lambda c: ' class="n"' if c.numeric else ""  # noqa: E731
+    out.append("<table><thead><tr>" + "".join(f"<th{cls(c)}>{html.escape(c.label)}</th>" for c in view.columns)
+               + "</tr></thead><tbody>")
+    for section in view.sections:
+        for i, line in enumerate(section.lines):
+            cells = [html.escape(section.title) if (c.key == "dataset" and i == 0) else _html_cell(line, c.key)
+                     for c in view.columns]
+            out.append(f'<tr class="{html.escape(line.kind)}">'
+                       + "".join(f"<td{cls(c)}>{v}</td>" for c, v in zip(view.columns, cells, strict=True)) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out) + "\n"
+
+
+def to_html(views: list[TableView]) -> str:
+    """A self-contained HTML page with every view of a table (main and per-class), for reports and browsers."""
+    title = html.escape(views[0].heading if views else "")
+    body = "".join(to_html_table(v) for v in views)
+    return (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{HTML_STYLE}</style></head>\n<body>\n{body}</body></html>\n")

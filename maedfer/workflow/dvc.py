@@ -13,7 +13,9 @@ in the command, files and params keys. The other jobs (tables, figures) are plai
 
 Outputs are not cached (``cache: false``): DVC runs the pipeline here, it does not version the
 (large) shards and checkpoints. Table metrics are DVC ``metrics`` and each table's folder of per-row
-confusion CSVs is a ``plots`` output with DVC's confusion template (``dvc metrics show``, ``dvc plots show``).
+confusion CSVs is a ``plots`` output with DVC's confusion template (``dvc metrics show``, ``dvc plots show``);
+the top-level ``plots:`` draw each table row's training curves (the folds' ``curves/*.csv``: validation
+UAR and training loss per epoch), so ``dvc plots diff`` overlays them across experiments.
 """
 
 from __future__ import annotations
@@ -107,6 +109,22 @@ def _foreach(template: Template, jobs: list[Job], params_file: str) -> dict[str,
     return {"foreach": foreach, "do": do}
 
 
+CURVES = (("val_uar", "validation UAR per epoch", "UAR (%)"), ("train_loss", "training loss per epoch", "loss"))
+
+
+def _curve_plots(plan: Plan, wdir: str) -> list[dict[str, Any]]:
+    """Top-level ``plots:``: per table, row and dataset, its folds' validation UAR and training loss per epoch."""
+    plots = []
+    for job in plan.jobs.values():
+        for title, files in job.curves.items():
+            for column, what, label in CURVES:
+                plots.append({f"{title.replace(' ', '-')}-{column}": {
+                    "template": "linear", "x": "epoch", "y": {os.path.normpath(os.path.join(wdir, f)): column
+                                                              for f in files},
+                    "title": f"{title}: {what} (one line per fold)", "x_label": "epoch", "y_label": label}})
+    return plots
+
+
 def render(plan: Plan, dvc_file: str) -> str:
     """The text of the dvc.yaml at ``dvc_file`` (relative to the repository root) for ``plan``."""
     wdir = os.path.relpath(".", Path(dvc_file).parent)
@@ -124,10 +142,12 @@ def render(plan: Plan, dvc_file: str) -> str:
             if wdir != ".":
                 entry["do"] = {"wdir": wdir, **entry["do"]}
             stages[name] = entry
+    plots = _curve_plots(plan, wdir)
     head = HEADER.format(params=plan.params_file, profile=plan.profile.name, n=len(plan.jobs),
                          groups=sum(1 for jobs in groups.values() if jobs[0].template is not None),
                          usage=USAGE.get(plan.profile.name, ""))
-    body = yaml.dump({"stages": stages}, Dumper=_Dumper, sort_keys=False, width=120, default_flow_style=False)
+    body = yaml.dump({"stages": stages, **({"plots": plots} if plots else {})}, Dumper=_Dumper, sort_keys=False,
+                     width=120, default_flow_style=False)
     return head + body
 
 

@@ -66,6 +66,7 @@ class Job:
     provided: dict[str, str] = field(default_factory=dict)  # input files the user provides -> how to get one
     metrics: list[str] = field(default_factory=list)  # DVC metrics among the outputs
     plots: list[str] = field(default_factory=list)  # DVC confusion plots among the outputs
+    curves: dict[str, list[str]] = field(default_factory=dict)  # plot title -> per-fold curve CSVs (DVC plots)
     template: Template | None = None  # the group this job belongs to (DVC foreach), filled with `item`
     item: dict[str, Any] = field(default_factory=dict)
 

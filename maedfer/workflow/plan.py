@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from maedfer.results.dvc_names import curves_file_name
 from maedfer.workflow import released
 from maedfer.workflow.jobs import PYTHON, Job, Plan, Template
 from maedfer.workflow.jobs import stage_cmd as _stage_cmd
@@ -116,7 +117,8 @@ class _Builder:
             group="ingest", key="{dataset}",
             cmd=(*_stage_cmd("ingest", 0), "--params", self.plan.params_file, "--dataset", "{dataset}",
                  "--root", "{root}", "--out", str(Path(self.p.index_path("{dataset}")).parent)),
-            inputs=("{source}",), outputs=(self.p.index_path("{dataset}"),), params_keys=("datasets.{dataset}",))
+            inputs=("{source}",), params_keys=("datasets.{dataset}",),
+            outputs=(self.p.index_path("{dataset}"), f"{Path(self.p.index_path('{dataset}')).parent}/report.json"))
         item = {"dataset": dataset, "root": root, "source": source}
         return self.plan.add(_templated(
             f"ingest_{dataset}", "ingest", template, item, {"shards": self.shards, "dataset": dataset},
@@ -181,18 +183,21 @@ class _Builder:
     def aggregate(self, table: str) -> Job:
         spec = self.p.tables[table]
         out = self.p.results_dir(table)
-        rows, inputs = [], []
+        rows, inputs, curves = [], [], {}
         own = own_data_table(self.p, table)
         for ds, folds in self.p.table_folds(table).items():
             for row, experiment in spec["rows"].items():
                 dirs = [str(Path(self.finetune(experiment, ds, k).outputs[0]).parent) for k in folds]
-                inputs += [f"{d}/metrics.json" for d in dirs] + [f"{d}/predictions.csv" for d in dirs]
+                inputs += [f"{d}/{f}" for f in ("metrics.json", "predictions.csv", "history.json") for d in dirs]
                 key = f"{row}=none" if own else row  # own data: no paper row to compare with
                 rows += ["--row", f"{key}:{ds}:{','.join(dirs)}"]
+                # each fold's history.json as a CSV (maedfer.results.dvc_files): DVC's training-curve plots
+                curves[f"{table} {row} {ds}"] = [f"{out}/curves/{curves_file_name(row, ds, k)}" for k in folds]
         outputs = [f"{out}/{table}.{ext}" for ext in ("md", "csv", "tex")]
         per_class = table in PAPER_TABLE_CLASSES
         if per_class:
             outputs += [f"{out}/{table}_per_class.{ext}" for ext in ("md", "csv", "tex")]
+        outputs += [f"{out}/{table}.html", f"{out}/curves"]  # the views as HTML (Snakemake report); curve CSVs
         metrics = [f"{out}/metrics.json"]
         plots = [f"{out}/confusion"]  # one CSV per row and dataset (maedfer.results.dvc_files)
         tracking = ["--mlflow-experiment", self.p.mlflow["experiment"]] if self.tracking else ["--no-tracking"]
@@ -202,7 +207,7 @@ class _Builder:
             cmd=[*_stage_cmd("aggregate", 0), "--table", table, "--out", out, *rows, "--profile", self.p.name,
                  *tracking],
             inputs=inputs, outputs=outputs + metrics + plots, params_keys=[f"tables.{table}"], settings=spec,
-            metrics=metrics, plots=plots,
+            metrics=metrics, plots=plots, curves=curves,
         ))
 
     def _figure_tracking(self) -> list[str]:

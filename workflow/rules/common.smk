@@ -93,6 +93,17 @@ class PlannedRule:
     def settings(self, wildcards):
         return self.job(wildcards).settings_json  # a changed setting re-runs the job
 
+    def made_by(self, wildcards):
+        """What made a table (its report caption): the params file and each row's fine-tuning settings."""
+        plan, job = self.plan_job(wildcards)
+        rows = {}
+        for other in plan.jobs.values():
+            if other.stage == "finetune" and other.outputs[0] in job.inputs:
+                s = other.settings
+                rows.setdefault(other.item["experiment"], {
+                    "init": s.get("init"), **{k: s.get(k) for k in REPORT_SETTINGS if k in s}})
+        return {"params_file": plan.params_file, "profile": plan.profile.name, "experiments": rows}
+
     def threads(self, wildcards):
         return self.job(wildcards).resources.get("cpus", 1)
 
@@ -107,6 +118,8 @@ class PlannedRule:
 
 
 PLANNED = {}
+# The fine-tuning settings a table's report caption names (all of them: each fold's own caption).
+REPORT_SETTINGS = ("arch", "epochs", "batch_size", "base_lr", "layer_decay", "mixup", "cutmix", "seed")
 
 
 def job_of(name):

@@ -4,7 +4,8 @@
 
 rule demo_data:
     output:
-        "{demo}/manifest.json",
+        report("{demo}/manifest.json", caption="../report/demo_data.rst", category="data",
+               subcategory="demo data", labels={"dataset": "demo data", "file": "manifest"}),
     log:
         log_file("{demo}/manifest"),
     params:
@@ -54,6 +55,8 @@ rule ingest:
         job_of("ingest").inputs,
     output:
         "{shards}/{dataset}/index.parquet",
+        report("{shards}/{dataset}/report.json", caption="../report/ingest.rst", category="data",
+               subcategory="{dataset}", labels={"dataset": "{dataset}", "file": "ingest report"}),
     log:
         log_file("{shards}/{dataset}"),
     params:

@@ -9,7 +9,9 @@ rule finetune:
         "{runs}/finetune/{experiment}/{dataset}/fold{fold}/metrics.json",
         "{runs}/finetune/{experiment}/{dataset}/fold{fold}/predictions.csv",
         "{runs}/finetune/{experiment}/{dataset}/fold{fold}/model.pt",
-        "{runs}/finetune/{experiment}/{dataset}/fold{fold}/history.json",
+        report("{runs}/finetune/{experiment}/{dataset}/fold{fold}/history.json", caption="../report/finetune.rst",
+               category="fine-tuning", subcategory="{experiment} on {dataset}",
+               labels={"experiment": "{experiment}", "dataset": "{dataset}", "fold": "{fold}", "file": "history"}),
     log:
         log_file("{runs}/finetune/{experiment}/{dataset}/fold{fold}"),
     params:

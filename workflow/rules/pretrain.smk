@@ -7,7 +7,9 @@ rule pretrain:
         job_of("pretrain").inputs,
     output:
         "{runs}/pretrain/{pretraining}/model.pt",
-        "{runs}/pretrain/{pretraining}/history.json",
+        report("{runs}/pretrain/{pretraining}/history.json", caption="../report/pretrain.rst",
+               category="pre-training", subcategory="{pretraining}",
+               labels={"pretraining": "{pretraining}", "file": "history"}),
     log:
         log_file("{runs}/pretrain/{pretraining}"),
     params:

@@ -1,5 +1,6 @@
-# Results: one aggregation per table (pipeline/aggregate.py: markdown/CSV/LaTeX, metrics.json, one confusion
-# CSV per row and dataset) and the figures (pipeline/figures.py).
+# Results: one aggregation per table (pipeline/aggregate.py: markdown/CSV/LaTeX/HTML, metrics.json, one confusion
+# CSV per row and dataset, one curve CSV per fold) and the figures (pipeline/figures.py). The outputs marked
+# report(...) make `snakemake --report report.html <target>` (captions: workflow/report/*.rst).
 
 
 rule aggregate:
@@ -9,13 +10,18 @@ rule aggregate:
         "{results}/{table}/{table}.md",
         "{results}/{table}/{table}.csv",
         "{results}/{table}/{table}.tex",
-        "{results}/{table}/metrics.json",
+        report("{results}/{table}/{table}.html", caption="../report/table.rst", category="results",
+               subcategory="{table}", labels={"table": "{table}", "file": "table"}),
+        report("{results}/{table}/metrics.json", caption="../report/table_metrics.rst", category="results",
+               subcategory="{table}", labels={"table": "{table}", "file": "metrics.json"}),
         directory("{results}/{table}/confusion"),
+        directory("{results}/{table}/curves"),
     log:
         log_file("{results}/{table}"),
     params:
         cmd=job_of("aggregate").cmd,
         settings=job_of("aggregate").settings,
+        made_by=job_of("aggregate").made_by,
     wildcard_constraints:
         **job_of("aggregate").wildcard_constraints,
     conda:
@@ -41,13 +47,18 @@ rule aggregate_per_class:
         "{results}/{table}/{table}_per_class.md",
         "{results}/{table}/{table}_per_class.csv",
         "{results}/{table}/{table}_per_class.tex",
-        "{results}/{table}/metrics.json",
+        report("{results}/{table}/{table}.html", caption="../report/table.rst", category="results",
+               subcategory="{table}", labels={"table": "{table}", "file": "table"}),
+        report("{results}/{table}/metrics.json", caption="../report/table_metrics.rst", category="results",
+               subcategory="{table}", labels={"table": "{table}", "file": "metrics.json"}),
         directory("{results}/{table}/confusion"),
+        directory("{results}/{table}/curves"),
     log:
         log_file("{results}/{table}"),
     params:
         cmd=job_of("aggregate_per_class").cmd,
         settings=job_of("aggregate_per_class").settings,
+        made_by=job_of("aggregate_per_class").made_by,
     wildcard_constraints:
         **job_of("aggregate_per_class").wildcard_constraints,
     conda:
@@ -67,7 +78,8 @@ rule fig4:
     input:
         job_of("fig4").inputs,
     output:
-        directory("{results}/figures/fig4"),
+        report(directory("{results}/figures/fig4"), patterns=["{name}.png"], caption="../report/fig4.rst",
+               category="pre-training", subcategory="Fig. 4", labels={"figure": "Fig. 4", "file": "{name}"}),
     log:
         log_file("{results}/figures/fig4"),
     params:
@@ -92,7 +104,8 @@ rule fig5:
     input:
         job_of("fig5").inputs,
     output:
-        "{results}/figures/fig5.png",
+        report("{results}/figures/fig5.png", caption="../report/fig5.rst", category="fine-tuning",
+               subcategory="Fig. 5", labels={"figure": "Fig. 5 (t-SNE)", "file": "fig5.png"}),
         "{results}/figures/fig5.npz",
     log:
         log_file("{results}/figures/fig5"),
@@ -118,7 +131,9 @@ rule confusion:
     input:
         job_of("confusion").inputs,
     output:
-        "{results}/figures/confusion-{experiment}-{dataset}.png",
+        report("{results}/figures/confusion-{experiment}-{dataset}.png", caption="../report/confusion.rst",
+               category="results", subcategory="confusion matrices",
+               labels={"experiment": "{experiment}", "dataset": "{dataset}", "file": "confusion matrix"}),
         "{results}/figures/confusion-{experiment}-{dataset}.json",
     log:
         log_file("{results}/figures/confusion-{experiment}-{dataset}"),
@@ -144,7 +159,9 @@ rule curves:
     input:
         job_of("curves").inputs,
     output:
-        "{results}/figures/curves-{experiment}-{dataset}.png",
+        report("{results}/figures/curves-{experiment}-{dataset}.png", caption="../report/curves.rst",
+               category="fine-tuning", subcategory="training curves",
+               labels={"experiment": "{experiment}", "dataset": "{dataset}", "file": "training curves"}),
     log:
         log_file("{results}/figures/curves-{experiment}-{dataset}"),
     params:
