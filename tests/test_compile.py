@@ -16,10 +16,18 @@ def test_compile_mode_per_setting_and_device():
     assert compile_mode("auto", CPU) is None  # the demo and the CPU tests stay eager
     assert compile_mode("auto", CUDA) == "reduce-overhead"  # CUDA graphs on one GPU
     assert compile_mode("auto", CUDA, distributed=True) == "default"  # DDP hooks: no CUDA graphs
-    assert compile_mode(True, CPU) == "default"
     assert compile_mode(True, CUDA) == "reduce-overhead"
     with pytest.raises(ValueError, match="compile must be"):
         compile_mode("yes", CPU)
+
+
+def test_cpu_compile_needs_native_kernels(monkeypatch):
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # the portable numerics the stages and tests run
+    with pytest.raises(ValueError, match="MAEDFER_CPU_ISA=native"):
+        compile_mode(True, CPU)
+    assert compile_mode("auto", CPU) is None  # the default never compiles on CPU
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert compile_mode(True, CPU) == "default"
 
 
 def test_eager_mode_returns_the_model_itself():

@@ -17,6 +17,7 @@ rows, so no new graph is recorded per batch size.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 
 import torch
@@ -31,12 +32,19 @@ def compile_mode(setting: bool | str, device: torch.device, distributed: bool = 
     """The ``torch.compile`` mode for ``setting`` on ``device`` (None: stay eager).
 
     Returns ``"reduce-overhead"`` (CUDA graphs) on one CUDA device, ``"default"`` under DDP or on CPU
-    when compiling is asked for, None when it is not.
+    when compiling is asked for, None when it is not. Compiling on CPU needs the CPU's native kernels
+    (``MAEDFER_CPU_ISA=native``, see :mod:`maedfer.runtime`): a ValueError says so otherwise.
     """
     if setting not in COMPILE_CHOICES:
         raise ValueError(f"compile must be 'auto', true or false, got {setting!r}")
     if setting is False or (setting == "auto" and device.type != "cuda"):
         return None
+    if device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY", "").lower() not in ("", "native"):
+        raise ValueError(
+            f"compile: true on CPU does not work with portable CPU numerics (ATEN_CPU_CAPABILITY="
+            f"{os.environ['ATEN_CPU_CAPABILITY']}: torch's CPU compiler then gives NaN); set compile: false, or "
+            "MAEDFER_CPU_ISA=native (and unset ATEN_CPU_CAPABILITY) to compile on CPU"
+        )
     if device.type == "cuda" and not distributed:
         return "reduce-overhead"
     return "default"
