@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,3 +90,21 @@ def require_index(index: str | Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: index not found; build it with python -m pipeline.ingest")
     return path
+
+
+@contextlib.contextmanager
+def process_group_left() -> Iterator[None]:
+    """Leave torchrun's process group when the training ends or is preempted (exit status 143).
+
+    A gloo or NCCL group still alive at interpreter exit can abort the process ("terminate called
+    without an active exception", SIGABRT), which torchrun and the scheduler would read as a failure.
+    After other errors the group is left to the process's end (a peer may be gone: leaving could hang).
+    """
+    from maedfer.train.distributed import cleanup
+
+    try:
+        yield
+    except SystemExit:
+        cleanup()
+        raise
+    cleanup()

@@ -23,7 +23,13 @@ from maedfer.io_utils import write_json_atomic
 from maedfer.settings import FinetuneConfig
 from maedfer.workflow.profile import Profile
 from pipeline import _stage
-from pipeline._training import add_precision_flag, require_index, training_config, training_parser
+from pipeline._training import (
+    add_precision_flag,
+    process_group_left,
+    require_index,
+    training_config,
+    training_parser,
+)
 
 NAME = "finetune"
 
@@ -88,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
     tracking = _stage.tracking_enabled(args, profile) and main_rank
     group = args.group or f"{args.dataset}:{Path(args.out).resolve().parent}"
     parent = find_or_create_parent_run(experiment, group=group, enabled=tracking)
-    with Tracker(experiment, run_name=f"fold{args.fold}", parent_run_id=parent, params=asdict(cfg),
-                 tags=run_tags(dataset=args.dataset, fold=args.fold, index_checksum=checksum),
-                 enabled=tracking, lazy_start=True) as tracker:
+    tracker = Tracker(experiment, run_name=f"fold{args.fold}", parent_run_id=parent, params=asdict(cfg),
+                      tags=run_tags(dataset=args.dataset, fold=args.fold, index_checksum=checksum),
+                      enabled=tracking, lazy_start=True)
+    with process_group_left(), tracker:  # lazy: a resumed training first re-attaches to its MLflow run
         summary = finetune(cfg, index, args.fold, args.out, tracker=tracker, resume=not args.no_resume)
         if tracker.run_id is not None:  # links the aggregated table's fold run to this training run
             write_json_atomic(Path(args.out) / "mlflow_run.json",

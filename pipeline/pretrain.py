@@ -21,7 +21,13 @@ from pathlib import Path
 from maedfer.settings import PretrainConfig
 from maedfer.workflow.profile import Profile
 from pipeline import _stage
-from pipeline._training import add_precision_flag, require_index, training_config, training_parser
+from pipeline._training import (
+    add_precision_flag,
+    process_group_left,
+    require_index,
+    training_config,
+    training_parser,
+)
 
 NAME = "pretrain"
 
@@ -64,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config_from_args(args, profile)
     require_index(args.index)
     experiment = args.mlflow_experiment or "maedfer-pretrain"
-    with Tracker(experiment, run_name=args.pretraining or Path(args.out).name, params=asdict(cfg),
-                 tags=run_tags(dataset="pretrain", index=str(args.index)),
-                 enabled=_stage.tracking_enabled(args, profile) and main_rank, lazy_start=True) as tracker:
+    tracker = Tracker(experiment, run_name=args.pretraining or Path(args.out).name, params=asdict(cfg),
+                      tags=run_tags(dataset="pretrain", index=str(args.index)),
+                      enabled=_stage.tracking_enabled(args, profile) and main_rank, lazy_start=True)
+    with process_group_left(), tracker:  # lazy: a resumed training first re-attaches to its MLflow run
         summary = pretrain(cfg, args.index, args.out, resume=not args.no_resume, tracker=tracker)
     if main_rank:
         print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))

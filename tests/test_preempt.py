@@ -57,6 +57,15 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread here and in the subprocesses: the same sums whatever the load (MKL adapts its threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def index(tmp_path_factory):
     return write_toy_index(tmp_path_factory.mktemp("preempt_toy"), labelled=False)
@@ -129,8 +138,8 @@ def _hooked_stage(tmp_path: Path, index: Path, out: Path, sig: str, at: int, *ex
                   launcher: list[str] | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     script = tmp_path / "hooked_stage.py"
     script.write_text(HOOKED_STAGE)
-    threads = str(torch.get_num_threads())  # as this process's: bit-identical sums need the same split
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": "",
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "CUDA_VISIBLE_DEVICES": "",
            "KILL_SIG": sig, "KILL_AT": str(at), **(env or {})}
     cmd = [*(launcher or [sys.executable]), str(script), "--index", str(index), "--out", str(out), *FLAGS, *extra]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -205,8 +214,7 @@ TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--np
 def ddp_uninterrupted(index, tmp_path_factory) -> Path:
     """An uninterrupted 2-process gloo run (2 updates per epoch of 2 x 2 clips) -> its folder."""
     tmp = tmp_path_factory.mktemp("ddp")
-    full = _hooked_stage(tmp, index, tmp / "full", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN,
-                         env={"OMP_NUM_THREADS": "1"})
+    full = _hooked_stage(tmp, index, tmp / "full", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN)
     assert full.returncode == 0, full.stderr[-3000:]
     return tmp / "full"
 
@@ -216,7 +224,7 @@ def test_lost_rank_under_torchrun_restarts_the_group_from_the_last_checkpoint(in
     # rank 1 dies (kill -9) before update 3 (mid second epoch): the agent stops rank 0, restarts both (one restart
     # allowed), and they continue from checkpoint 3
     lost = _hooked_stage(tmp_path, index, tmp_path / "lost", "SIGKILL", 3, "--no-tracking",
-                         launcher=[*TORCHRUN, "--max-restarts", "1"], env={"KILL_RANK": "1", "OMP_NUM_THREADS": "1"})
+                         launcher=[*TORCHRUN, "--max-restarts", "1"], env={"KILL_RANK": "1"})
     assert lost.returncode == 0, lost.stderr[-3000:]
     last = find_resume_checkpoint(tmp_path / "lost" / "checkpoints")
     assert saved_extra(last)["resumes"] == 1  # the agent restarted the group, which resumed (not restarted afresh)
@@ -227,13 +235,12 @@ def test_lost_rank_under_torchrun_restarts_the_group_from_the_last_checkpoint(in
 @pytest.mark.slow
 def test_sigterm_to_one_rank_checkpoints_the_group_at_the_same_update(index, ddp_uninterrupted, tmp_path):
     stopped = _hooked_stage(tmp_path, index, tmp_path / "run", "SIGTERM", 2, "--no-tracking", launcher=TORCHRUN,
-                            env={"KILL_RANK": "1", "OMP_NUM_THREADS": "1"})
+                            env={"KILL_RANK": "1"})
     assert stopped.returncode != 0
     assert "[1]:" in stopped.stderr and f"exitcode  : {PREEMPTED_EXIT_CODE}" in stopped.stderr  # torchrun's report
     assert "SIGTERM: checkpointed at update 3 (epoch 2)" in stopped.stderr  # rank 1
     assert "another rank's SIGTERM/SIGUSR1: checkpointed at update 3 (epoch 2)" in stopped.stderr  # rank 0
-    again = _hooked_stage(tmp_path, index, tmp_path / "run", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN,
-                          env={"OMP_NUM_THREADS": "1"})
+    again = _hooked_stage(tmp_path, index, tmp_path / "run", "SIGKILL", 99, "--no-tracking", launcher=TORCHRUN)
     assert again.returncode == 0, again.stderr[-3000:]
     assert _same_weights(ddp_uninterrupted, tmp_path / "run")
     assert [h["loss"] for h in _history(ddp_uninterrupted)] == [h["loss"] for h in _history(tmp_path / "run")]
