@@ -105,3 +105,19 @@ def test_mtcnn_in_two_worker_processes_matches_one_process(tmp_path):
     a, b = read_index(tmp_path / "serial" / "index.parquet"), read_index(tmp_path / "parallel" / "index.parquet")
     assert a.column("clip_id").to_pylist() == ["c0", "c1", "c2"]  # record order, none lost or doubled
     assert a.equals(b)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_mtcnn_on_cuda_tracks_the_face_as_on_the_cpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    frames, _ = face_clip(40, shift=3)  # 640 x 480, more than one batch of 32
+    settings = MtcnnSettings()
+    cpu = faces.face_track(detect_boxes(frames, settings, "cpu"), settings)
+    gpu = faces.face_track(detect_boxes(frames, settings, "cuda"), settings)
+    assert float(faces.box_iou(cpu, gpu).min()) > 0.95
+    crops = faces.crop_faces_mtcnn(frames, 64, settings, "cuda")
+    assert len(crops) == 40 and crops[0].shape == (64, 64, 3)
