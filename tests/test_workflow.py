@@ -1,4 +1,4 @@
-"""The DAG over the params files: schema errors, resolved settings, Snakemake == DVC, early failure, reruns."""
+"""The DAG over the params files: schema errors, resolved settings, Snakemake == DVC, early failure, reruns, report."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from maedfer.workflow.dvc import write_dvc_files
 from maedfer.workflow.plan import build_plan
 from maedfer.workflow.profile import ParamsError, load_profile
 from tests.helpers import rest_json, running_mlflow_server
+from tests.test_report import check_report
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -249,6 +250,10 @@ def test_tiny_demo_runs_end_to_end_then_reruns_only_what_changed(tmp_path):
         assert (tmp_path / "results" / "figures" / name).stat().st_size > 1000, name
     metrics = json.loads((tmp_path / "runs/finetune/mae_dfer/dfew/fold2/metrics.json").read_text())
     assert 0 <= metrics["uar"] <= 1 and metrics["num_samples"] > 0
+
+    report = _run("--report", str(tmp_path / "report.html"), "demo", *cfg, env=env)  # one self-contained page
+    assert report.returncode == 0, report.stderr[-4000:]
+    check_report(tmp_path / "report.html")  # tables, figures, confusion matrix, curves, captions with settings
 
     again = _run("-n", "demo", *cfg, env=env)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
