@@ -15,10 +15,11 @@ def test_speed_table_has_every_row(capsys):
     import speed
 
     assert speed.main(["--models", "lgi_former_test", "--batch-size", "2", "--steps", "1", "--warmup", "1",
-                       "--workers", "0", "--data-paths", "cpu"]) == 0
+                       "--workers", "0", "--data-paths", "cpu", "device"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| pre") or line.startswith("| fine")]
-    assert [r.split("|")[3].strip() for r in rows] == ["model", "loader (cpu)", "end to end (cpu)"] * 2
+    measured = ["model", "loader (cpu)", "end to end (cpu)", "loader (device)", "end to end (device)"]
+    assert [r.split("|")[3].strip() for r in rows] == measured * 2
     assert all(float(r.split("|")[4]) > 0 for r in rows)
 
 
