@@ -54,6 +54,18 @@ def test_truncated_mp4_raises_with_both_counts(tmp_path):
 
 
 @needs_ffmpeg
+def test_ffmpeg_fallback_compares_with_the_probed_frame_count(tmp_path, monkeypatch):
+    from maedfer.data import video_io
+
+    monkeypatch.setattr(video_io, "_read_with_cv2", lambda p: None)  # as when OpenCV cannot open a container
+    whole = tmp_path / "whole.mp4"
+    write_mp4(whole, noisy_frames(40))
+    assert len(read_video(whole)[0]) == 40
+    with pytest.raises(ShortVideoError, match="of the 40 frames"):
+        read_video(truncated_mp4(tmp_path / "cut.mp4"))
+
+
+@needs_ffmpeg
 def test_ingest_skips_and_reports_a_video_that_decodes_short(tmp_path):
     root = tmp_path / "root"
     write_mp4(root / "good.mp4", noisy_frames(40))
