@@ -15,6 +15,8 @@
   (default margin 0.25: the whole face from hair line to chin with a little context, close to
   the framing of DFEW's released 224 x 224 crops), zero-padded where it leaves the frame,
   resized to ``size``. A clip where no frame has a face raises :class:`NoFaceError`.
+  ``detect_every`` k > 1 (opt-in) runs MTCNN on every k-th frame and the last only; frames between
+  two detections that agree (IoU >= ``REDETECT_IOU``) take interpolated boxes, the others are detected.
 
 Stored size (opt-in, ``datasets.<name>.ingest.store_size``): :func:`store_frames` keeps the
 crop at the source's own resolution (``"source"``: the whole frame for ``PRECROPPED``, the

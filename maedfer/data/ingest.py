@@ -12,8 +12,10 @@
 * the index, the state file and the report are written only when their content changes, so
   re-running on unchanged input rewrites nothing.
 
-A broken video, an unreadable frame, a missing source or a clip without a face is skipped and
-reported in ``<out>/report.json``, never fatal.
+A broken video, a video that decodes short of its container's frame count, an unreadable frame,
+a missing source or a clip without a face is skipped and reported in ``<out>/report.json``, never
+fatal. SIGTERM/SIGINT close the open shard at a clip boundary (:mod:`maedfer.data.ingest_stop`);
+off a terminal, progress goes to the log (:mod:`maedfer.data.ingest_progress`).
 
 ``store_size`` (opt-in; None by default, which stores ``size`` x ``size`` crops exactly as
 before, with the same fingerprints) stores the crops at the source's resolution (``"source"``)
