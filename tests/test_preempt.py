@@ -124,6 +124,10 @@ def test_signal_mid_epoch_checkpoints_and_the_rerun_ends_like_the_uninterrupted_
     full, again = _history(uninterrupted), _history(tmp_path / "run")
     # the interrupted epoch's mean loss is over all its updates, those before the signal included
     assert [(h["epoch"], h["loss"], h["lr"]) for h in again] == [(h["epoch"], h["loss"], h["lr"]) for h in full]
+    if at == 3:  # signalled on the epoch's last update: the re-run only ends that epoch, none of its clips ran
+        assert math.isnan(again[0]["clips_per_s"])
+    else:  # the re-run's own updates of the epoch and their time
+        assert again[0]["clips_per_s"] > 0
 
 
 def test_epoch_stats_count_only_the_updates_this_process_ran(monkeypatch):
