@@ -113,7 +113,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         _, val_probs, val_labels = predict(model, val_loader, device, engine.precision)
         val = compute_metrics(val_labels, val_probs, class_names)
         epoch = stats.epoch + 1
-        clips_s = engine.total_batch * engine.steps_per_epoch / stats.seconds()
+        clips_s = stats.clips_per_s(engine.total_batch)
         record = {"epoch": epoch, "train/loss": float(np.mean(stats.losses)), "val/uar": val["uar"],
                   "val/war": val["war"], "train/clips_per_s": clips_s}
         if cfg.test_best and val["uar"] > best["val/uar"]:

@@ -103,7 +103,7 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     def epoch_end(stats: EpochStats) -> dict[str, Any]:
         return {"epoch": stats.epoch + 1, "loss": float(sum(stats.losses) / max(len(stats.losses), 1)),
                 "lr": float(stats.lr),
-                "clips_per_s": engine.total_batch * len(stats.losses) / max(stats.seconds(), 1e-9)}
+                "clips_per_s": stats.clips_per_s(engine.total_batch)}
 
     def preview(epoch: int) -> None:
         if engine.dist.is_main and cfg.preview_every_epochs and (
