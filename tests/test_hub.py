@@ -94,6 +94,8 @@ def test_export_from_a_run_folder_writes_the_card(tmp_path, capsys):
     assert "8 frames of 64 x 64" in card and "happy, sad, neutral" in card
     assert "Fine-tuned on **the maedfer demo data (DFEW layout)**, fold 1 of 5" in card
     assert "`maedfer demo-data`" in card and "they are not DFEW" in card
+    assert "synthesised expressions of a few faces, not on real data" in card  # and the way to a real model:
+    assert "`maedfer convert mae_dfer_dfew_fold1.pth dfew_fold1.pt --dataset dfew`" in card
     assert "runs/demo/pretrain/x/model.pt" in card and "| base_lr | `0.03` |" in card
     assert "| 1 (this model) | 21 | 35.00 | 51.00 | 30.00 |" in card
     assert "| 2 | 21 | 45.00 | 52.00 | 30.00 |" in card

@@ -19,6 +19,7 @@ import gradio as gr  # noqa: E402
 
 from maedfer.app.views import probability_figure, summary_markdown, window_table  # noqa: E402
 from maedfer.predict import Predictor, annotated_path  # noqa: E402
+from maedfer.predict.loading import DEMO_NOTICE  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def build_app(predictor: Predictor, examples: Sequence[str | os.PathLike] = (), 
             f"Model `{loaded.arch}` from `{loaded.path}`: {loaded.num_frames}-frame windows of {loaded.img_size} px "
             f"face crops; classes: {names}. Everything runs on this machine ({loaded.device})."
         )
+        if loaded.demo:
+            gr.Markdown(f"**Note:** {DEMO_NOTICE[0].upper()}{DEMO_NOTICE[1:]}.", elem_id="demo-notice")
         with gr.Row():
             with gr.Column(scale=1):
                 video_in = gr.Video(label="Face video", sources=["upload"], elem_id="video-in")

@@ -23,8 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Register ``maedfer app``."""
     p = add_command(subparsers, "app", __doc__)
     p.add_argument("--checkpoint", default=None, metavar="PATH",
-                   help="model file, model folder (maedfer export-hf) or Hub id owner/name (default: the demo model "
-                   "runs/demo/finetune/mae_dfer/dfew/fold1/model.pt)")
+                   help="model file, model folder (maedfer export-hf), Hub id owner/name or MLflow model URI "
+                   "models:/<name>/<version> (default: the demo model runs/demo/finetune/mae_dfer/dfew/fold1/model.pt, "
+                   "trained on synthesised expressions)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_positive, default=7860, help="port (default 7860)")
     p.add_argument("--examples", nargs="*", default=None, metavar="VIDEO",
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         settings.detect_every = args.detect_every
     predictor = Predictor(args.checkpoint, class_names=args.class_names, device=args.device, settings=settings,
                           trust_pickle=args.trust_pickle)
+    if predictor.loaded.demo:
+        from maedfer.predict.loading import DEMO_NOTICE
+
+        sys.stderr.write(f"maedfer app: note: {DEMO_NOTICE}\n")
     from maedfer.app import build_app, default_examples, launch
 
     if examples is None:

