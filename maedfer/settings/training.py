@@ -51,7 +51,7 @@ class PretrainConfig:
     max_nonfinite: int = 20
     max_steps_per_epoch: int | None = None  # cap (tests, smoke runs)
     stop_after_steps: int | None = None  # end the run after this many updates (e.g. to test resume)
-    compile: bool = False
+    compile: bool | str = "auto"  # "auto": compiled with CUDA graphs on one GPU, eager on CPU (maedfer.train.compile)
     schedule_epochs: int | None = None  # the cosine schedule's length (None: epochs); the run stops after `epochs`
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
     decay_region_tokens: bool = False  # weight decay on the encoder's region tokens too (the authors' pre-training)
@@ -89,3 +89,4 @@ class FinetuneConfig:
     reprob: float = 0.25  # random erasing probability (same box in every frame)
     data_path: str = "auto"  # "auto" (device on CUDA, else cpu), "cpu" (workers decode + augment), "device" (GPU does)
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
+    compile: bool | str = "auto"  # "auto": compiled with CUDA graphs on one GPU, eager on CPU (maedfer.train.compile)

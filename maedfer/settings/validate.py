@@ -52,6 +52,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "keep_last": (_positive, ">= 1"),
     "clip_grad": (_positive, "> 0 (or null: no clipping)"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)} (or null)"),
+    "compile": (lambda v: v in ("auto", True, False), "auto, true or false"),
+    "data_path": (lambda v: v in ("auto", "cpu", "device"), "one of auto, cpu, device"),
     "crop_scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "[low, high] with 0 < low <= high <= 1"),
 }
 ARCH_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {

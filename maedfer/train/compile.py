@@ -78,7 +78,6 @@ class StaticBatch:
             self.size = n
         if n > self.size:
             return torch.cat([self(chunk) for chunk in x.split(self.size)])
-        if n == self.size:
-            return self.fn(x)
-        pad = x[-1:].expand(self.size - n, *x.shape[1:])  # (size - N, ...)
-        return self.fn(torch.cat([x, pad]))[:n]
+        if n < self.size:
+            x = torch.cat([x, x[-1:].expand(self.size - n, *x.shape[1:])])  # (size, ...)
+        return self.fn(x)[:n].clone()  # a copy: a CUDA graph overwrites its outputs at the next replay

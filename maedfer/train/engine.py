@@ -66,6 +66,7 @@ from maedfer.train.checkpoint import (
     save_training_state,
     saved_extra,
 )
+from maedfer.train.compile import StaticBatch, compile_mode, compile_model
 from maedfer.train.distributed import gather_objects, init_distributed, seed_everything
 from maedfer.train.optim import build_optimizer
 from maedfer.train.policy import NonFiniteGuard, autocast, check_warmup, grad_scaler, resolve_precision
@@ -171,7 +172,10 @@ class Engine:
             self.train_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=find_unused_parameters)
-        self.forward = torch.compile(self.train_model) if self.recipe.compile else self.train_model
+        mode = compile_mode(self.recipe.compile, self.device, self.dist.distributed)
+        self.forward = compile_model(self.train_model, mode)
+        # evaluation: eager, or the same compiled graphs with its batches padded to one size (CUDA graphs)
+        self.eval_forward = StaticBatch(compile_model(self.model, mode)) if mode == "reduce-overhead" else self.model
         return self.model
 
     def autocast(self) -> torch.autocast:

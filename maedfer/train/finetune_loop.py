@@ -110,7 +110,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         return {"loss": criterion(logits.float(), target)}
 
     def epoch_end(stats: EpochStats) -> dict[str, Any]:
-        _, val_probs, val_labels = predict(model, val_loader, device, engine.precision)
+        _, val_probs, val_labels = predict(model, val_loader, device, engine.precision, engine.eval_forward)
         val = compute_metrics(val_labels, val_probs, class_names)
         epoch = stats.epoch + 1
         clips_s = stats.clips_per_s(engine.total_batch)
@@ -126,7 +126,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         return record
 
     def train_end() -> dict[str, Any]:
-        result, metrics = predict(model, test_loader, device, engine.precision), {}
+        result, metrics = predict(model, test_loader, device, engine.precision, engine.eval_forward), {}
         if is_main:
             metrics = write_outputs(out_dir, "", test_set, class_names, result)
             save_model(out_dir / "model.pt", model, class_names=class_names, extra={"finetune_config": engine.config,
@@ -139,7 +139,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         if cfg.test_best and best["epoch"] > 0:
             barrier()  # every rank loads the weights the main rank saved at the best-validation epoch
             model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
-            result = predict(model, test_loader, device, engine.precision)
+            result = predict(model, test_loader, device, engine.precision, engine.eval_forward)
             if is_main:
                 best_metrics = write_outputs(out_dir, "_best", test_set, class_names, result)
                 best_metrics["best_epoch"] = int(best["epoch"])

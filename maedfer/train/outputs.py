@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from maedfer.train.policy import autocast
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
-            precision: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            precision: str | None = None, forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Softmax probabilities of a loader, gathered over ranks -> (clip_idx, probs, labels).
 
     The loader yields single clips (B, C, T, H, W) or multi-clip tests (B, V, C, T, H, W), whose
     views' probabilities are averaged; ranks' padding duplicates are dropped. Leaves the model in
     training mode. ``precision``: the autocast of the forward passes (None: bf16 on CUDA, fp32 on
-    CPU; a fine-tuning run evaluates in its training precision, as the authors' runs do).
+    CPU; a fine-tuning run evaluates in its training precision, as the authors' runs do). ``forward``:
+    what runs the batches (default ``model``; a training run passes its ``engine.eval_forward``).
     """
     model.eval()
     idx, probs, labels = [], [], []
@@ -32,7 +35,7 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
         video = video.to(device, non_blocking=True)
         views = video.shape[1] if video.ndim == 6 else 1
         with autocast(device, precision):
-            logits = model(video.flatten(0, 1) if views > 1 else video)
+            logits = (forward or model)(video.flatten(0, 1) if views > 1 else video)
         p = logits.float().softmax(-1).reshape(video.shape[0], views, -1).mean(1)  # (B, classes)
         idx.append(clip_idx.numpy()), probs.append(p.cpu().numpy()), labels.append(label.numpy())
     model.train()

@@ -49,7 +49,7 @@ class Recipe:
     save_every_steps: int = 0
     stop_after_steps: int | None = None
     keep_last: int | None = 2
-    compile: bool = False
+    compile: bool | str = "auto"  # see maedfer.train.compile.compile_mode
     seed: int = 0
 
     @classmethod

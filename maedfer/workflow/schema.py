@@ -32,6 +32,9 @@ RESOURCES = _obj({"gpus": _NONNEG_INT, "cpus": _POS_INT, "mem_mb": _POS_INT, "ru
 ARCH_KWARGS = {"type": "object"}  # checked against the model factory when the stage builds the model
 PRECISION = {"enum": ["bf16", "fp16", "fp32", None]}  # null: bf16 on CUDA, fp32 on CPU
 
+COMPILE = {"enum": ["auto", True, False]}  # maedfer.train.compile
+DATA_PATH = {"enum": ["auto", "cpu", "device"]}  # maedfer.data.gpu.select
+
 PRETRAIN_SETTINGS = {
     "arch": _STR,
     "arch_kwargs": ARCH_KWARGS,
@@ -52,7 +55,8 @@ PRETRAIN_SETTINGS = {
     "seed": _INT,
     "save_every_steps": _NONNEG_INT,
     "preview_every_epochs": _NONNEG_INT,
-    "compile": _BOOL,
+    "compile": COMPILE,
+    "data_path": DATA_PATH,
     "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
 }
 
@@ -76,6 +80,8 @@ FINETUNE_SETTINGS = {
     "num_workers": _NONNEG_INT,
     "seed": _INT,
     "test_best": _BOOL,
+    "compile": COMPILE,
+    "data_path": DATA_PATH,
     "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
     "auto_augment": {"type": ["string", "null"]},
     "crop_scale": {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2},
@@ -125,6 +131,7 @@ SCHEMA: dict[str, Any] = _obj(
                 "ingest": _obj({"size": _POS_INT, "workers": _NONNEG_INT, "use_raw_videos": _BOOL,
                                 "jpeg_quality": {"type": "integer", "minimum": 1, "maximum": 100},
                                 "shard_mb": _NUM, "margin": _NUM, "device": {"type": ["string", "null"]},
+                                "detect_max_side": _POS_INT, "detect_every": _POS_INT, "progress_seconds": _NUM,
                                 # None: size x size (today); "source" or an int: stored so, resized at load
                                 "store_size": {"oneOf": [{"type": "integer", "minimum": 16}, {"const": "source"},
                                                          {"type": "null"}]}}),
