@@ -237,3 +237,29 @@ def test_parent_run_carries_the_fold_means(store):
     assert metrics["test/uar_std"] == pytest.approx(np.std([0.3, 0.4, 0.5])) and metrics["folds"] == 3
     with pytest.raises(ValueError, match="one UAR and one WAR per fold"):
         fold_mean_metrics([0.3], [0.5, 0.6])
+
+
+def test_aggregation_puts_fold_means_on_each_rows_training_parent(store, tmp_path):
+    from types import SimpleNamespace
+
+    from maedfer.tracking.ui import log_row_means
+
+    client = store["client"]
+    parent = client.create_run(store["exp_id"], run_name="dfew:runs/x/finetune/mae_dfer").info.run_id
+    folds = []
+    for k, (uar, war) in enumerate([(0.2, 0.4), (0.4, 0.6)], start=1):
+        folder = tmp_path / f"fold{k}"
+        folder.mkdir()
+        run_id = store["run_id"] if k == 1 else client.create_run(store["exp_id"]).info.run_id
+        (folder / "mlflow_run.json").write_text(json.dumps({"run_id": run_id, "parent_run_id": parent}))
+        folds.append(SimpleNamespace(folder=folder, metrics={"uar": uar, "war": war}, training_run_id=run_id))
+    unlinked = SimpleNamespace(folder=tmp_path / "elsewhere", metrics={"uar": 0.1, "war": 0.1}, training_run_id=None)
+    rows = [SimpleNamespace(spec=SimpleNamespace(key="mae_dfer", dataset="dfew"), folds=folds),
+            SimpleNamespace(spec=SimpleNamespace(key="scratch", dataset="dfew"), folds=[unlinked])]
+    assert log_row_means(rows, "table5", tracking_uri=store["uri"]) == 1  # the second row has no training parent
+    run = client.get_run(parent)
+    assert run.data.metrics["test/uar"] == pytest.approx(0.3) and run.data.metrics["test/war"] == pytest.approx(0.5)
+    assert run.data.tags["table"] == "table5" and run.data.tags["row"] == "mae_dfer"
+    name, version = store["name_version"]
+    tags = client.get_model_version(name, version).tags
+    assert tags["table"] == "table5" and tags["table_row"] == "mae_dfer"

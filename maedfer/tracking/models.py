@@ -226,6 +226,15 @@ def _register(client: Any, model_uri: str, name: str, run_id: str, tags: Mapping
     return str(mv.version)
 
 
+def tag_table_row(client: Any, training_run_id: str, table: str, row: str) -> int:
+    """Tag the model versions logged by run ``training_run_id`` with ``table`` and ``table_row``; their count."""
+    versions = client.search_model_versions(f"run_id = '{training_run_id}'")
+    for mv in versions:
+        client.set_model_version_tag(mv.name, mv.version, "table", table)
+        client.set_model_version_tag(mv.name, mv.version, "table_row", row)
+    return len(versions)
+
+
 def is_model_uri(text: str | Path | None) -> bool:
     """True for an MLflow model URI: ``models:/<name>/<version or @alias>`` or ``runs:/<run_id>/model``."""
     return text is not None and str(text).startswith(MODEL_URI_PREFIXES)

@@ -20,6 +20,7 @@ import json
 import logging
 import statistics
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("maedfer.tracking")
@@ -103,3 +104,52 @@ def log_fold_means(client: Any, parent_run_id: str, uar: Sequence[float], war: S
     ts = int(time.time() * 1000)
     client.log_batch(parent_run_id, metrics=[Metric(k, v, ts, 0) for k, v in metrics.items()])
     return metrics
+
+
+def _training_parent(folds: Sequence[Any]) -> str | None:
+    """The one parent run of the folds' training runs (their ``mlflow_run.json``), or None when not one."""
+    parents = set()
+    for fold in folds:
+        path = Path(fold.folder) / "mlflow_run.json"
+        try:
+            parents.add(json.loads(path.read_text()).get("parent_run_id"))
+        except (OSError, ValueError, AttributeError):
+            return None
+    return parents.pop() if len(parents) == 1 and None not in parents else None
+
+
+def log_row_means(results: Sequence[Any], table: str, tracking_uri: str | None = None,
+                  timeout_s: float = 120.0) -> int | None:
+    """For each table row (a ``RowResult``), log its fold means to its folds' training parent run and tag it.
+
+    The parent (one per fine-tuning of a dataset, in ``maedfer-finetune-<dataset>``) gets ``test/uar`` and
+    ``test/war`` (fold means), tags ``table`` and ``row``; each fold's registered model versions get
+    ``table_row``. Returns the number of parents updated; None (one warning) when the store fails.
+    """
+    from maedfer.tracking.models import tag_table_row
+    from maedfer.tracking.store import connect, default_tracking_uri, run_bounded
+
+    uri = tracking_uri or default_tracking_uri()
+
+    def work() -> int:
+        client = connect(uri, probe_timeout_s=min(5.0, timeout_s))
+        done = 0
+        for r in results:
+            for fold in r.folds:
+                if fold.training_run_id:
+                    tag_table_row(client, fold.training_run_id, table, r.spec.key)
+            parent = _training_parent(r.folds)
+            if parent is None:
+                continue
+            log_fold_means(client, parent, [f.metrics["uar"] for f in r.folds], [f.metrics["war"] for f in r.folds])
+            client.set_tag(parent, "table", table)
+            client.set_tag(parent, "row", r.spec.key)
+            done += 1
+        return done
+
+    count, error = run_bounded(work, timeout_s, "mlflow-row-means")
+    if error:
+        logger.warning("MLflow: fold means of table %s not logged to the training runs (store %s): %s",
+                       table, uri, error)
+        return None
+    return count
