@@ -263,3 +263,17 @@ def test_aggregation_puts_fold_means_on_each_rows_training_parent(store, tmp_pat
     name, version = store["name_version"]
     tags = client.get_model_version(name, version).tags
     assert tags["table"] == "table5" and tags["table_row"] == "mae_dfer"
+
+
+def test_a_failing_store_costs_the_stage_one_warning(tmp_path, caplog):
+    from maedfer.tracking.models import log_fold_model_quietly
+
+    folder = tmp_path / "fold1"
+    folder.mkdir()
+    save_model(folder / "model.pt", _tiny(), class_names=NAMES)
+    with caplog.at_level("WARNING", logger="maedfer.tracking"):
+        out = log_fold_model_quietly(folder, run_id="0" * 32, dataset="dfew", experiment="mae_dfer", fold=1,
+                                     tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")  # no such run
+    assert out is None
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "was not logged or registered" in warnings[0].getMessage()

@@ -274,3 +274,15 @@ def _artifact_folder(local: Path, model_uri: str) -> Path:
         raise MlflowModelError(f"{model_uri}: is not a maedfer MLflow model (no '{ARTIFACT_KEY}' artifact with a "
                                "config.json); log folds with maedfer.tracking.models.log_fold_model")
     return local / rel
+
+
+def log_fold_model_quietly(source: str | Path, *, timeout_s: float = 600.0, **kwargs: Any) -> tuple[str, str] | None:
+    """:func:`log_fold_model` for a training stage: bounded in time, one warning instead of an error; None then."""
+    from maedfer.tracking.store import run_bounded
+
+    result, error = run_bounded(lambda: log_fold_model(source, **kwargs), timeout_s, "mlflow-log-model")
+    if error:
+        logger.warning("MLflow: the fold model %s was not logged or registered: %s; the stage goes on without it",
+                       source, error)
+        return None
+    return result
