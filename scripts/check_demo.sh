@@ -12,6 +12,9 @@ clean() { rm -rf data/demo data/shards/demo runs/demo results/demo dvc.lock mlfl
 
 check_outputs() {  # $1: which orchestrator ran
   test -s results/demo/table5/table5.md
+  # The demo data and shards, bit for bit on any machine: manifest sha256 and index contents against
+  # tests/data/demo_digests.json (a change that means to move them: python scripts/demo_digests.py --update).
+  python scripts/demo_digests.py --demo data/demo --shards data/shards/demo
   for f in fig4/fig4-mask0.75.png fig4/fig4-mask0.90.png fig5.png confusion-mae_dfer-dfew.png curves-mae_dfer-dfew.png; do
     test -s "results/demo/figures/$f" || { echo "missing results/demo/figures/$f ($1)"; exit 1; }
   done
