@@ -12,8 +12,10 @@ items: DVC names them ``<group>@<key>`` (``finetune@mae_dfer-dfew-fold1``) and f
 in the command, files and params keys. The other jobs (tables, figures) are plain stages.
 
 Outputs are not cached (``cache: false``): DVC runs the pipeline here, it does not version the
-(large) shards and checkpoints. Table metrics are DVC ``metrics`` and each table's folder of per-row
-confusion CSVs is a ``plots`` output with DVC's confusion template (``dvc metrics show``, ``dvc plots show``);
+(large) shards and checkpoints. The exceptions are each table's small files that experiments compare,
+cached so that ``dvc exp show`` and ``dvc plots diff`` find them for every experiment: its metrics
+(DVC ``metrics``: fold mean and per-fold UAR/WAR), its folder of per-row confusion CSVs (a ``plots``
+output with DVC's confusion template) and its per-fold curve CSVs;
 the top-level ``plots:`` draw each table row's training curves (the folds' ``curves/*.csv``: validation
 UAR and training loss per epoch), so ``dvc plots diff`` overlays them across experiments.
 """
@@ -66,13 +68,16 @@ def _stage(cmd: str, inputs: list[str], outputs: list[str], params_keys: list[st
     # a download keeps its file when DVC re-runs the stage (the stage verifies it instead of fetching it again)
     # (so does an acquired dataset's marker: the stage rewrites it only when the source changed)
     keep = {"cache": False, "persist": True} if job.stage in ("download", "acquire") else {"cache": False}
-    outs = [{o: dict(keep)} for o in outputs if o not in special]
+    # the small per-experiment files (metrics, confusion and curve data) are cached: `dvc exp show` and
+    # `dvc plots diff` read them back for each experiment (results/ is git-ignored, so git cannot)
+    curves = {str(Path(f).parent) for files in job.curves.values() for f in files}
+    outs = [{o: {"cache": True} if o in curves else dict(keep)} for o in outputs if o not in special]
     if outs:
         stage["outs"] = outs
     if job.metrics:
-        stage["metrics"] = [{m: {"cache": False}} for m in job.metrics]
+        stage["metrics"] = [{m: {"cache": True}} for m in job.metrics]
     if job.plots:
-        stage["plots"] = [{p: {"cache": False, "template": "confusion", "x": "actual", "y": "predicted"}}
+        stage["plots"] = [{p: {"cache": True, "template": "confusion", "x": "actual", "y": "predicted"}}
                           for p in job.plots]
     return stage
 
