@@ -95,6 +95,26 @@ def test_tiny_demo_manifest_index_and_first_batch_match_the_recorded_digests(tin
 
 
 @pytest.mark.slow
+def test_first_batch_is_the_same_with_avx512_kernels(tiny_built):
+    """The data path to the first batch does not depend on the vector ISA (AVX2 here, AVX-512 in a child).
+
+    (PyTorch's scalar kernels, ATEN_CPU_CAPABILITY=default, do give other floats: they are another numerics.)
+    """
+    _, shards = tiny_built
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    env["MAEDFER_CPU_ISA"] = "native"
+    index = str(shards / "dfew" / "index.parquet")
+    code = ("import sys, torch; sys.path.insert(0, 'tests'); import test_demo_digests as t; "
+            f"print(torch.backends.cpu.get_cpu_capability(), t.first_batch_digest({index!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    capability, digest = done.stdout.split()[-2:]
+    if capability != "AVX512":
+        pytest.skip(f"this CPU's PyTorch kernels are {capability}, not AVX512")
+    assert digest == first_batch_digest(shards / "dfew" / "index.parquet")
+
+
+@pytest.mark.slow
 def test_one_changed_frame_changes_the_index_digest(tiny_built, tmp_path):
     """The content digest sees a single re-encoded frame (and the script reports the index, not the manifest)."""
     import pyarrow as pa
