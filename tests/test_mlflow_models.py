@@ -44,6 +44,10 @@ from maedfer.tracking.ui import (
 NAMES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 GEOM = dict(img_size=64, num_frames=8, region_size=(2, 2, 4))
 PARAMS = {"epochs": 3, "base_lr": 0.03}
+BROWSER_FLAGS = (  # headless, and no background connections (this machine's network is closed)
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,900",
+)
 
 
 def _tiny() -> torch.nn.Module:
@@ -277,3 +281,53 @@ def test_a_failing_store_costs_the_stage_one_warning(tmp_path, caplog):
     assert out is None
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "was not logged or registered" in warnings[0].getMessage()
+
+
+@pytest.mark.slow
+def test_mlflow_ui_opens_the_runs_table_with_the_dfer_columns(store, tmp_path):
+    """MLflow's own UI in headless chromium: the link opens the model-training runs table with the DFER view."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("Debian's chromium and chromium-driver are not installed "
+                    "(apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    tag_training_experiment(store["client"], store["exp_id"])
+    port = _free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = tmp_path / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store["uri"],
+                                 "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in BROWSER_FLAGS:
+        options.add_argument(flag)
+    browser = None
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
+                break
+            except (urllib.error.URLError, OSError):
+                assert proc.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.5)
+        browser = webdriver.Chrome(service=Service(driver), options=options)
+        browser.get(training_view_url(f"http://127.0.0.1:{port}", store["exp_id"]))
+        WebDriverWait(browser, 60).until(lambda b: "fold1" in b.find_element(By.TAG_NAME, "body").text)
+        browser.save_screenshot(str(tmp_path / "mlflow_dfer_view.png"))
+        lines = browser.find_element(By.TAG_NAME, "body").text.splitlines()
+    finally:
+        if browser is not None:
+            browser.quit()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert "Runs" in lines and "DFER" in lines  # the runs table (not the GenAI overview), the saved view applied
+    assert {"epochs", "test/uar", "test/war", "dataset", "fold"} <= set(lines)
+    assert "Sort: test/uar" in lines
