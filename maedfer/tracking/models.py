@@ -31,7 +31,7 @@ logger = logging.getLogger("maedfer.tracking")
 
 ARTIFACT_KEY = "model"  # the Hub model folder, under the MLflow model's artifacts/
 MODEL_NAME = "model"  # the logged model's name in its run (runs:/<run_id>/model)
-CODE_FILE = Path(__file__).with_name("pyfunc_code.py")  # models from code: sets the MaedferPyfunc
+CODE_FILE = Path(__file__).with_name("pyfunc_code.py")  # models from code: defines and sets the pyfunc
 EXAMPLE_SIDE = 32  # side of the input example's frames (any size is accepted; kept small on disk)
 # Third-party distributions the served model imports (maedfer's own code must be installed at the logged commit).
 SERVING_DISTRIBUTIONS = ("mlflow", "torch", "torchvision", "numpy", "pandas", "einops", "safetensors",
@@ -133,26 +133,6 @@ def classifier_from_folder(folder: str | Path, device: str = "cpu") -> ClipClass
         raise MlflowModelError(f"{folder}: not a fine-tuned classifier with class names")
     pe = model.encoder.patch_embed
     return ClipClassifier(model, wrapped.class_names, int(pe.num_frames), int(pe.img_size), device)
-
-
-def _pyfunc_base() -> type:
-    import mlflow.pyfunc
-
-    return mlflow.pyfunc.PythonModel
-
-
-class MaedferPyfunc(_pyfunc_base()):  # type: ignore[misc]
-    """The MLflow pyfunc: loads the Hub folder artifact on CPU; predict = :meth:`ClipClassifier.frame`."""
-
-    def load_context(self, context: Any) -> None:
-        """Load the classifier from the model's ``model`` artifact (a Hub model folder)."""
-        self.classifier = classifier_from_folder(context.artifacts[ARTIFACT_KEY])
-
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201 (MLflow reads type hints)
-        """Probabilities per class and the top label of each clip in ``model_input`` (B, T, H, W, 3)."""
-        if hasattr(model_input, "to_numpy"):  # a DataFrame: one clip per row is not a supported layout
-            raise ValueError("expected a uint8 tensor (batch, frames, height, width, 3), got a table")
-        return self.classifier.frame(np.asarray(model_input))
 
 
 def log_fold_model(
