@@ -122,7 +122,7 @@ def test_the_paper_profile_fine_tunes_from_the_released_encoder_like_mae_dfer():
     assert set(plan.targets) >= {"evaluate_released_dfew", "evaluate_released_ferv39k", "evaluate_released_mafw",
                                  "reproduce_released"}
     jobs = plan.closure(plan.targets["reproduce_released"])
-    assert {j.stage for j in jobs} == {"download", "ingest", "evaluate", "aggregate"}
+    assert {j.stage for j in jobs} == {"acquire", "download", "ingest", "evaluate", "aggregate"}
     assert sum(j.stage == "evaluate" for j in jobs) == 11  # DFEW 5 folds, FERV39k 1, MAFW 5
 
 
