@@ -129,8 +129,9 @@ def run_dir(args: argparse.Namespace, arm: str, seed: int, fold: int) -> Path:
 def _mean_std(values: list[float]) -> str:
     if not values:
         return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.1f} ± {std:.1f}"
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.fmean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def summarise(args: argparse.Namespace) -> dict:
