@@ -102,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
         if tracker.run_id is not None:  # links the aggregated table's fold run to this training run
             write_json_atomic(Path(args.out) / "mlflow_run.json",
                               {"run_id": tracker.run_id, "experiment": experiment, "parent_run_id": parent})
+    if tracker.known_run_id is not None and (Path(args.out) / "model.pt").is_file():  # issue 16.3: the fold's model
+        from maedfer.tracking.models import log_fold_model_quietly  # bounded; one warning if the store fails
+
+        log_fold_model_quietly(Path(args.out) / "model.pt", run_id=tracker.known_run_id, dataset=args.dataset,
+                               experiment=args.experiment or Path(args.out).resolve().parent.parent.name,
+                               fold=args.fold, params=asdict(cfg), tracking_uri=tracker.tracking_uri)
     if main_rank:
         m = summary["metrics"]
         print(json.dumps({"dataset": args.dataset, "fold": args.fold, "uar": m.get("uar"), "war": m.get("war")}))

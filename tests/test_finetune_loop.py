@@ -118,6 +118,9 @@ def test_finetune_and_evaluate_stage_clis(index, tmp_path):
     assert len(children) == 2 and len({r.data.tags["mlflow.parentRunId"] for r in children}) == 1
     assert {r.data.tags["fold"] for r in children} == {"1", "2"}
     assert all("test/uar" in r.data.metrics for r in children)
+    versions = client.search_model_versions(f"name = 'maedfer-toy-{tmp_path.name}'")  # each fold registered
+    assert sorted((str(v.version), v.tags["fold"]) for v in versions) == [("1", "1"), ("2", "2")]
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # opens in the model-training view
     ev = subprocess.run([sys.executable, "-m", "pipeline.evaluate", "--checkpoint",
                          str(tmp_path / "runs" / "fold1" / "model.pt"), "--index", str(index), "--fold", "1",
                          "--out", str(tmp_path / "eval"), "--stride", "2", "--num-workers", "0"],

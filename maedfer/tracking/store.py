@@ -96,7 +96,24 @@ def describe_error(e: BaseException) -> str:
 
 
 def experiment_id(client: Any, name: str, artifact_root: Path | None) -> str:
-    """Id of the experiment ``name``: restored if deleted, created with artifacts under ``artifact_root`` if missing."""
+    """Id of the experiment ``name``: restored if deleted, created with artifacts under ``artifact_root`` if missing.
+
+    The experiment is tagged for MLflow's model-training view with the DFER saved view
+    (:func:`maedfer.tracking.ui.tag_training_experiment`; a failure there is only logged).
+    """
+    exp_id = _find_or_create_experiment(client, name, artifact_root)
+    try:
+        from maedfer.tracking.ui import tag_training_experiment
+
+        tag_training_experiment(client, exp_id)
+    except Exception as e:  # the UI tags are a convenience: never the reason a stage loses its tracking
+        import logging
+
+        logging.getLogger("maedfer.tracking").debug("experiment %s not tagged for the UI: %s", name, describe_error(e))
+    return exp_id
+
+
+def _find_or_create_experiment(client: Any, name: str, artifact_root: Path | None) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         if exp.lifecycle_stage != "active":

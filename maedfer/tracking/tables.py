@@ -109,4 +109,9 @@ def log_table_runs(
             tr.log_artifact(path)
         for name, folder in (artifact_dirs or {}).items():
             tr.log_artifact(folder, artifact_path=name)
-    return parent if tr.disabled_reason is None else None
+    if tr.disabled_reason is not None:
+        return None
+    from maedfer.tracking.ui import log_row_means  # each row's fold means on its training parent run (issue 16.3)
+
+    log_row_means(results, table, tracking_uri=uri)
+    return parent
