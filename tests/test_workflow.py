@@ -313,7 +313,7 @@ def test_slurm_profile_sizes_jobs_from_the_params_file():
         "runs/paper/finetune/mae_dfer/dfew/fold1/metrics.json"]
     assert "gpu=4" in pretrain and "runtime=4320" in pretrain
     assert "gpu=1" in fold1
-    assert "torchrun --standalone --nproc_per_node=4 -m pipeline.pretrain" in r.stdout
+    assert "torchrun --standalone --nproc_per_node=4 --max-restarts=2 -m pipeline.pretrain" in r.stdout
 
 
 def test_workflow_jobs_lists_a_target_and_names_missing_datasets(tmp_path):

@@ -21,8 +21,8 @@ PYTHON = "python"  # the stage modules run with the environment's python (README
 
 def stage_cmd(stage: str, gpus: int) -> list[str]:
     """``python -m pipeline.<stage>``, or under ``torchrun`` with one process per GPU when ``gpus > 1``."""
-    if gpus > 1:  # one process per GPU; DDP inside the stage (maedfer.train.distributed)
-        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", f"pipeline.{stage}"]
+    if gpus > 1:  # one process per GPU, DDP inside; a lost rank restarts the group from its checkpoint
+        return ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "--max-restarts=2", "-m", f"pipeline.{stage}"]
     return [PYTHON, "-m", f"pipeline.{stage}"]
 
 
