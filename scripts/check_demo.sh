@@ -36,6 +36,18 @@ print(f"[demo/{sys.argv[1]}] MLflow: table5 parent + {len(children)} fold runs (
       f"{len(folds)} training runs")
 PY
   echo "[demo/$1] table:"; cat results/demo/table5/table5.md
+  # The demo's UAR is statistically reproducible only (float reductions differ across PyTorch builds, thread
+  # counts, CPUs): check it against the seed study's range (README, "Seed study"), not against one number.
+  # Chance is 14.3 %; the from-scratch fine-tuning stays near it, so a broken install fails here.
+  python - <<'PY'
+import json
+m = json.load(open("results/demo/table5/metrics.json"))["rows"]["mae_dfer"]["dfew"]
+low, high = 20.0, 38.0  # benchmarks/demo_seeds.py: pre-trained runs 21.4-33.3 per fold, seed means 22.6-28.6
+assert low <= m["uar_mean"] <= high, (
+    f"demo table: UAR {m['uar_mean']} % is outside the seed study's range [{low}, {high}] % (chance 14.3 %); "
+    "the install or the code is off, see README 'Seed study'")
+print(f"[demo] UAR {m['uar_mean']} % within the seed study's range [{low}, {high}] %")
+PY
 }
 
 clean
