@@ -10,6 +10,7 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -138,12 +139,16 @@ def _place_zip_links(archive: Path, target: Path, links: list[tuple[str, str]]) 
             )
 
 
-def extract_into(archive: Path, dest: Path) -> tuple[str, ...]:
-    """Extract into a temporary folder inside ``dest``, then rename the entries into place."""
+def extract_into(archive: Path, dest: Path, extract: Callable[[Path, Path], None] | None = None) -> tuple[str, ...]:
+    """Extract into a temporary folder inside ``dest``, then rename the entries into place.
+
+    ``extract(archive, folder)`` fills the temporary folder (default :func:`safe_extract`; the system tools'
+    extraction for 7z / rar / split zips).
+    """
     tmp = Path(tempfile.mkdtemp(prefix=EXTRACT_PREFIX, dir=dest))
     try:
         log.info("extracting %s into %s", archive, dest)
-        safe_extract(archive, tmp)
+        (extract or safe_extract)(archive, tmp)
         entries = tuple(sorted(e.name for e in tmp.iterdir()))
         if not entries:
             raise AcquireError(f"{archive}: the archive is empty")

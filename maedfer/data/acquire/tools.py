@@ -15,10 +15,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
-from maedfer.data.acquire.archives import ARCHIVE_SUFFIXES, EXTRACT_PREFIX, extract_into, merge
+from maedfer.data.acquire.archives import ARCHIVE_SUFFIXES, extract_into
 from maedfer.data.acquire.checksums import CHUNK
 from maedfer.data.acquire.errors import AcquireError, UnsafeArchiveError
 
@@ -114,8 +113,8 @@ def extract_any(archive: Path, dest: Path) -> tuple[str, ...]:
     if exe is None:
         raise AcquireError(f"{archive}: extracting it needs the `{tool}` command, which is not installed; "
                            f"{TOOL_HINT[tool]} and run again")
-    tmp = Path(tempfile.mkdtemp(prefix=EXTRACT_PREFIX, dir=dest))
-    try:
+
+    def run_tool(archive: Path, tmp: Path) -> None:
         cmd = ([exe, "x", "-y", f"-o{tmp}", str(archive)] if tool == "7z"
                else [exe, "x", "-o+", "-idq", str(archive), f"{tmp}{os.sep}"])
         log.info("extracting %s with %s", archive, tool)
@@ -125,14 +124,8 @@ def extract_any(archive: Path, dest: Path) -> tuple[str, ...]:
             raise AcquireError(f"{archive}: {tool} failed (exit {done.returncode}: {last[0]}); check the archive "
                                "and that every volume is beside it")
         _check_inside(archive, tmp)
-        entries = tuple(sorted(e.name for e in tmp.iterdir()))
-        if not entries:
-            raise AcquireError(f"{archive}: the archive is empty")
-        for name in entries:
-            merge(tmp / name, dest / name)
-        return entries
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    return extract_into(archive, dest, run_tool)
 
 
 def _check_inside(archive: Path, root: Path) -> None:
