@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import resource
 import shlex
 import sys
 import tempfile
@@ -45,6 +44,8 @@ from maedfer.train.compile import compile_mode, compile_model
 sys.path.insert(0, str(Path(__file__).parent))
 import official_side  # noqa: E402
 from loader_throughput import build_synthetic_index  # noqa: E402
+from model_throughput import peak_memory_gib  # noqa: E402
+from train_step import _forever as forever  # noqa: E402
 
 NUM_CLASSES = 7
 
@@ -60,13 +61,6 @@ class Row:
     gflops: float | None  # model GMACs per clip (None: not a model row)
     mem_gib: float | None
     note: str = ""
-
-
-def peak_memory_gib(device: torch.device) -> float:
-    """Peak device memory since the last reset (CUDA), else the process's peak RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def reset_peak(device: torch.device) -> None:
@@ -89,16 +83,6 @@ def timed(fn: Callable[[], None], steps: int, warmup: int, device: torch.device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - start) / steps
-
-
-def forever(loader) -> Iterator:
-    """Batches of ``loader`` over successive epochs."""
-    epoch = 0
-    while True:
-        if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        yield from loader
-        epoch += 1
 
 
 # ----------------------------------------------------------------------------------------------
