@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -51,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="OMP_NUM_THREADS of every run (default: the stage's resources.cpus, as the DAG); on a "
                         "loaded machine 1 thread wastes less time waiting (other floats, same statistics)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="fine-tunings run at once (as `snakemake --cores` runs them when each needs fewer cores than "
+                        "it has); pre-trainings run first, one at a time")
     p.add_argument("--summary-only", action="store_true", help="run nothing; summarise the finished runs")
     return p.parse_args(argv)
 
@@ -82,7 +86,7 @@ def run(cmd: list[str], threads: int, log: Path) -> None:
         done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=f,
                               stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        sys.exit(f"demo_seeds: exit status {done.returncode}; see {log}")
+        raise SystemExit(f"demo_seeds: exit status {done.returncode}; see {log}")
     print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -98,6 +102,7 @@ def run_study(args: argparse.Namespace) -> None:
     pre_threads = args.threads or params["pretrain"]["resources"]["cpus"]
     ft_threads = args.threads or params["finetune"]["resources"]["cpus"]
     profile_seed = params["pretrain"]["defaults"].get("seed", 0)
+    todo = []
     for seed in args.seeds:
         pre_seed = profile_seed if args.shared_pretraining else seed
         pre_dir = args.work / f"pretrain-seed{pre_seed}"
@@ -117,7 +122,10 @@ def run_study(args: argparse.Namespace) -> None:
                     cmd += ["--experiment", args.experiment, "--init", str(pre_dir / "model.pt")]
                 else:
                     cmd += ["--experiment", f"{args.experiment}_scratch"]
-                run(cmd, ft_threads, out.with_suffix(".log"))
+                todo.append((cmd, out.with_suffix(".log")))
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # each job is its own process with ft_threads threads
+        for _ in pool.map(lambda job: run(job[0], ft_threads, job[1]), todo):
+            pass
 
 
 def run_dir(args: argparse.Namespace, arm: str, seed: int, fold: int) -> Path:
