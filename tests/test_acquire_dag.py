@@ -71,8 +71,8 @@ def test_a_dataset_with_a_source_gets_an_acquire_job_before_ingest_and_the_demo_
 def _demo_clips(tmp_path: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
     """The demo's tiny DFEW-style clips: their folder and clip id -> (class name, subject)."""
     out = tmp_path / "demo"
-    r = subprocess.run([str(BIN / "maedfer"), "demo-data", "--tiny", "--out", str(out)], capture_output=True,
-                       text=True, env=ENV, timeout=300)
+    r = subprocess.run([str(BIN / "maedfer"), "demo-data", "--tiny", "--pretrain-clips", "0", "--out", str(out)],
+                       capture_output=True, text=True, env=ENV, timeout=300)  # DFEW-style clips only
     assert r.returncode == 0, r.stderr[-2000:]
     dfew = out / "dfew"
     subjects = {row["video_name"]: row["subject"] for row in csv.DictReader(open(dfew / "subjects.csv"))}
