@@ -75,6 +75,25 @@ def test_finetune_tests_best_validation_epoch(index, tmp_path):
         assert best["uar"] == summary["metrics"]["uar"]
 
 
+def test_eval_every_and_the_clip_cache_leave_the_training_unchanged(index, tmp_path):
+    from maedfer.results.dvc_files import write_curves_csv
+    from maedfer.viz.curves import plot_curves, read_history
+
+    every = finetune(_cfg(epochs=3), index, fold=1, out_dir=tmp_path / "every")
+    sparse = finetune(_cfg(epochs=3, eval_every=2, cache_mb=16), index, fold=1, out_dir=tmp_path / "sparse")
+    assert [h["train/loss"] for h in sparse["history"]] == [h["train/loss"] for h in every["history"]]
+    assert sparse["metrics"]["uar"] == every["metrics"]["uar"]
+    a, b = (torch.load(tmp_path / d / "model.pt", weights_only=False)["state_dict"] for d in ("every", "sparse"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert ["val/uar" in h for h in sparse["history"]] == [False, True, True]  # epoch 2 and the last one
+    assert sparse["history"][1]["val/uar"] == every["history"][1]["val/uar"]
+    kind, records = read_history(tmp_path / "sparse")  # the curves take a history with gaps
+    assert kind == "finetune" and len(records) == 3
+    assert plot_curves([("sparse", kind, records)], tmp_path / "curves.png").stat().st_size > 1000
+    rows = write_curves_csv(tmp_path / "curves.csv", records).read_text().splitlines()
+    assert rows[1].endswith(",,") and not rows[2].endswith(",,")
+
+
 def test_finetune_from_pretrained_encoder(index, tmp_path):
     pre = PretrainConfig(arch="pretrain_lgi_former_test", arch_kwargs=dict(**GEOM, mask_ratio=0.75), epochs=1,
                          warmup_epochs=0, batch_size=2, num_workers=0, stride=2)

@@ -7,6 +7,9 @@ so it pickles cheaply into any number of DataLoader workers; shards are opened p
 Every read checks the clip's sha256 against the index (``verify_checksums``, on by default: one
 hash of the clip's ~140 KB of JPEG bytes, a few percent of a read); a damaged clip, or one whose
 JPEG does not decode, is a :class:`~maedfer.data.shards.ShardError` naming the shard and the clip.
+With a ``cache`` (:class:`~maedfer.data.shards.cache.ClipBytesCache`, the ``cache_mb`` setting) a clip
+is read and verified once per process and later epochs take its bytes from memory: the same bytes, so
+the same floats.
 
 Randomness: the generator of sample ``i`` in epoch ``e`` is ``derive_rng(seed, e, i)``; the
 temporal window and every augmentation draw come from it, so a sample is the same whatever
@@ -56,6 +59,7 @@ from maedfer.data.sampling import (
     train_indices,
 )
 from maedfer.data.shards import ShardError, index_metadata, read_clip_frames, read_index
+from maedfer.data.shards.cache import ClipBytesCache
 from maedfer.data.transforms import (
     ClipTransform,
     eval_transform,
@@ -119,10 +123,12 @@ class ShardClipDataset(Dataset):
         verify_checksums: bool = True,
         size: int = IMG_SIZE,
         decode: Decode = "cpu",
+        cache: ClipBytesCache | None = None,
     ) -> None:
         if decode not in ("cpu", "device"):
             raise ValueError(f"decode must be 'cpu' or 'device', got {decode!r}")
         self.decode = decode
+        self.cache = cache  # whole clips' bytes kept across epochs (None: read every time)
         self.index_path = Path(index_path)
         table = read_index(self.index_path)
         keep = select_rows(table, fold, split, self.index_path)
@@ -193,12 +199,19 @@ class ShardClipDataset(Dataset):
     def read_bytes(self, index: int, frame_indices: np.ndarray) -> tuple[list[bytes], np.ndarray]:
         """JPEG bytes of the distinct frames (sorted; checksum verified) and the gather order (T,)."""
         unique, inverse = np.unique(np.asarray(frame_indices).reshape(-1), return_inverse=True)
-        jpegs = read_clip_frames(
-            self.shard_paths[self.shard_ids[index]],
-            int(self.rows[index]),
-            unique.tolist(),
-            expected_checksum=None if self.checksums is None else str(self.checksums[index]),
-        )
+        shard, row = self.shard_paths[self.shard_ids[index]], int(self.rows[index])
+        checksum = None if self.checksums is None else str(self.checksums[index])
+        if self.cache is None:
+            jpegs = read_clip_frames(shard, row, unique.tolist(), expected_checksum=checksum)
+        else:  # the whole clip, verified once, then served from memory
+            frames = self.cache.get((shard, row))
+            if frames is None:
+                frames = read_clip_frames(shard, row, None, expected_checksum=checksum)
+                self.cache.put((shard, row), frames)
+            if len(unique) and unique[-1] >= len(frames):
+                raise IndexError(f"{shard}: clip {str(self.clip_ids[index])!r} has {len(frames)} frames, asked for "
+                                 f"{unique.tolist()}")
+            jpegs = [frames[i] for i in unique.tolist()]
         return jpegs, inverse.reshape(-1).astype(np.int64)
 
     @property
@@ -258,12 +271,13 @@ class FinetuneDataset(ShardClipDataset):
         transform: ClipTransform | None = None,
         verify_checksums: bool = True,
         decode: Decode = "cpu",
+        cache: ClipBytesCache | None = None,
     ) -> None:
         if mode not in ("train", "val", "test"):
             raise ValueError(f"mode must be 'train', 'val' or 'test', got {mode!r}")
         if decode == "device" and mode == "test":
             raise ValueError("decode='device' serves the train and val modes; the test mode reads on the CPU")
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode)
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode, cache)
         if np.any(self.labels < 0):
             bad = str(self.clip_ids[int(np.argmax(self.labels < 0))])
             raise SelectionError(
@@ -310,8 +324,9 @@ class PretrainDataset(ShardClipDataset):
         transform: ClipTransform | None = None,
         verify_checksums: bool = True,
         decode: Decode = "cpu",
+        cache: ClipBytesCache | None = None,
     ) -> None:
-        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode)
+        super().__init__(index_path, fold, split, stride, clip_len, seed, verify_checksums, size, decode, cache)
         self.transform = transform or pretrain_transform(size)
         if decode == "device":
             check_device_pipeline(self.transform)
@@ -347,6 +362,10 @@ def make_loader(
     ``decode="device"`` is collated by :func:`~maedfer.data.gpu.batch.collate_device` (a DeviceBatch).
     """
     sampler = EpochSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+    # Its own generator: a DataLoader without one draws its workers' base seed from the global torch RNG at
+    # every iteration, so a validation pass would move the training's drop-path draws (eval_every would change
+    # the run). Samples take their randomness from derive_rng, never from the worker seed.
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -357,4 +376,5 @@ def make_loader(
         persistent_workers=persistent_workers and num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         collate_fn=collate_device if getattr(dataset, "decode", "cpu") == "device" else None,
+        generator=generator,
     )

@@ -13,7 +13,9 @@ existed). Precision: ``None`` is bf16 autocast on CUDA and fp32 elsewhere; ``"fp
 autocast with a gradient scaler (the authors' runs), ``"bf16"`` / ``"fp32"`` force the others.
 Data path (``data_path``): "auto" decodes and augments on the GPU when training on CUDA
 (:mod:`maedfer.data.gpu`; the loader workers only read JPEG bytes and draw the parameters) and in the
-workers otherwise; "cpu" / "device" force one.
+workers otherwise; "cpu" / "device" force one. ``cache_mb``: a small dataset read by a fast model (the
+demo on a CPU) keeps its clips' bytes in memory after the first epoch (:mod:`maedfer.data.shards.cache`);
+the same bytes, the same floats.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class PretrainConfig:
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
     decay_region_tokens: bool = False  # weight decay on the encoder's region tokens too (the authors' pre-training)
     data_path: str = "auto"  # "auto" (device on CUDA, else cpu), "cpu" (workers decode + augment), "device" (GPU does)
+    cache_mb: int = 0  # MiB of clips' JPEG bytes kept in memory per reading process across epochs (0: none)
 
 
 @dataclass
@@ -83,6 +86,8 @@ class FinetuneConfig:
     seed: int = 0
     max_steps_per_epoch: int | None = None
     test_best: bool = False  # also run the 2-clip test with the best-validation-UAR epoch's weights (*_best files)
+    eval_every: int = 1  # validate every N epochs and after the last (1: every epoch, the authors'); test_best picks
+    # among the validated epochs
     # Training augmentation (the authors' by default). A tiny model on a small set (the demo) may need less:
     auto_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # clip-consistent RandAugment; None: off
     crop_scale: tuple[float, float] = (0.08, 1.0)  # random resized crop area range
@@ -90,3 +95,4 @@ class FinetuneConfig:
     data_path: str = "auto"  # "auto" (device on CUDA, else cpu), "cpu" (workers decode + augment), "device" (GPU does)
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
     compile: bool | str = "auto"  # "auto": compiled with CUDA graphs on one GPU, eager on CPU (maedfer.train.compile)
+    cache_mb: int = 0  # MiB of clips' JPEG bytes kept in memory per reading process across epochs (0: none)

@@ -49,6 +49,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "reprob": (lambda v: 0 <= v <= 1, "in [0, 1]"),
     "stride": (_positive, ">= 1"),
     "num_workers": (_non_negative, ">= 0"),
+    "cache_mb": (_non_negative, ">= 0"),
+    "eval_every": (_positive, ">= 1"),
     "keep_last": (_positive, ">= 1"),
     "clip_grad": (_positive, "> 0 (or null: no clipping)"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)} (or null)"),

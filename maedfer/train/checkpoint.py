@@ -248,7 +248,7 @@ def find_resume_checkpoint(directory: str | Path) -> Path | None:
 
 # Settings that do not change a run's trajectory: a killed run may be resumed with other values of these.
 OPERATIONAL_KEYS = frozenset({"num_workers", "save_every_steps", "preview_every_epochs", "keep_last", "max_nonfinite",
-                              "stop_after_steps", "compile", "data_path"})
+                              "stop_after_steps", "compile", "data_path", "cache_mb"})
 
 
 def mark_finished(directory: str | Path) -> None:

@@ -3,10 +3,11 @@
 The authors' recipe by default: AdamW (0.9, 0.999), lr 1e-3 x total batch / 256, weight decay
 0.05 (none on biases, norms and representative tokens), layer-wise lr decay 0.75, drop path 0.1,
 mixup 0.8 / cutmix 1.0 with label smoothing 0.1, 100 epochs with 5 warm-up. Validation every
-epoch on one view; at the end the 2-clip test of the last epoch (softmax averaged over the first
-and last 16-frame windows) is the reported number (``test_best``: also the best-validation
-epoch's). Outputs in ``out_dir``: ``model.pt``, ``predictions.csv``, ``metrics.json``,
-``confusion.png``, ``history.json`` and ``checkpoints/`` (full state; a restarted run resumes).
+epoch on one view (``eval_every``: every N epochs and after the last; the training is the same); at
+the end the 2-clip test of the last epoch (softmax averaged over the first and last 16-frame windows)
+is the reported number (``test_best``: also the best-validation epoch's). Outputs in ``out_dir``:
+``model.pt``, ``predictions.csv``, ``metrics.json``, ``confusion.png``, ``history.json`` and
+``checkpoints/`` (full state; a restarted run resumes).
 Precision, accumulation (or a ``total_batch``), non-finite losses, checkpoints and resume are
 :class:`maedfer.train.engine.Engine`'s. Mixup/CutMix draw once per micro-batch (``batch_size``
 clips), as the authors' runs draw once per GPU batch: with a ``total_batch`` of 96 and micro-batches
@@ -33,6 +34,7 @@ from maedfer.data.gpu.select import resolve_data_path
 from maedfer.data.mixup import Mixup, SoftTargetCrossEntropy
 from maedfer.data.sampling import derive_rng
 from maedfer.data.shards import index_metadata, read_index
+from maedfer.data.shards.cache import ClipBytesCache
 from maedfer.data.transforms import finetune_train_transform
 from maedfer.io_utils import save_torch_atomic, write_json_atomic
 from maedfer.metrics import compute_metrics
@@ -69,7 +71,8 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     engine.attach(model, find_unused_parameters=getattr(model, "pool", "local") == "region")
 
     pe = model.encoder.patch_embed
-    common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed)
+    cache = ClipBytesCache.of_megabytes(getattr(cfg, "cache_mb", 0))  # one for the three sets (same clips)
+    common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed, cache=cache)
     augment = finetune_train_transform(pe.img_size, auto_augment=cfg.auto_augment, scale=tuple(cfg.crop_scale),
                                        reprob=cfg.reprob)
     train_set = FinetuneDataset(index_path, fold, "train", "train", transform=augment, decode=data_path, **common)
@@ -110,12 +113,17 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         return {"loss": criterion(logits.float(), target)}
 
     def epoch_end(stats: EpochStats) -> dict[str, Any]:
-        _, val_probs, val_labels = predict(model, val_loader, device, engine.precision, engine.eval_forward)
-        val = compute_metrics(val_labels, val_probs, class_names)
         epoch = stats.epoch + 1
         clips_s = stats.clips_per_s(engine.total_batch)
-        record = {"epoch": epoch, "train/loss": float(np.mean(stats.losses)), "val/uar": val["uar"],
-                  "val/war": val["war"], "train/clips_per_s": clips_s}
+        record = {"epoch": epoch, "train/loss": float(np.mean(stats.losses)), "train/clips_per_s": clips_s}
+        if epoch % cfg.eval_every and epoch != cfg.epochs:  # no validation this epoch (the weights are the same)
+            log.info("fold %d epoch %d: %s", fold, epoch, record)
+            if tracker is not None:
+                tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
+            return record
+        _, val_probs, val_labels = predict(model, val_loader, device, engine.precision, engine.eval_forward)
+        val = compute_metrics(val_labels, val_probs, class_names)
+        record.update({"val/uar": val["uar"], "val/war": val["war"]})
         if cfg.test_best and val["uar"] > best["val/uar"]:
             best.update({"epoch": epoch, "val/uar": val["uar"]})
             if is_main:
@@ -126,6 +134,8 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         return record
 
     def train_end() -> dict[str, Any]:
+        if cache is not None:
+            log.info("fold %d: clip cache %s", fold, cache.stats())
         result, metrics = predict(model, test_loader, device, engine.precision, engine.eval_forward), {}
         if is_main:
             metrics = write_outputs(out_dir, "", test_set, class_names, result)

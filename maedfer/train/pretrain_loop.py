@@ -29,6 +29,7 @@ import torch
 from maedfer.data.datasets import PretrainDataset, make_loader
 from maedfer.data.gpu.batch import BatchAugment, DeviceBatch, collate_device
 from maedfer.data.gpu.select import resolve_data_path
+from maedfer.data.shards.cache import ClipBytesCache
 from maedfer.models import create_model, save_model
 from maedfer.settings import PretrainConfig
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
@@ -77,7 +78,7 @@ def pretrain(cfg: PretrainConfig, index_path: str | Path, out_dir: str | Path, r
     pe = model.encoder.patch_embed
     data_path = resolve_data_path(getattr(cfg, "data_path", "cpu"), device)
     dataset = PretrainDataset(index_path, stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed,
-                              decode=data_path)
+                              decode=data_path, cache=ClipBytesCache.of_megabytes(cfg.cache_mb))
     on_device = BatchAugment(dataset.transform, device, dataset.load_size_for_device) if data_path == "device" else None
     log.info("pretrain: training data path %s", data_path)
     loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=cfg.num_workers,

@@ -3,6 +3,7 @@
 Two kinds of history, told apart by their keys:
 
 * fine-tuning (python -m pipeline.finetune): ``{"epoch", "train/loss", "val/uar", "val/war", "train/clips_per_s"}``
+  (the validation keys only on the epochs that validated: ``eval_every``)
   -> panels: training loss | validation UAR (solid) and WAR (dashed), in %;
 * pre-training (python -m pipeline.pretrain): ``{"epoch", "loss", "lr", "clips_per_s"}``
   -> panels: reconstruction loss | learning rate.
@@ -22,7 +23,8 @@ from maedfer.io_utils import atomic_path
 HistoryKind = Literal["finetune", "pretrain"]
 FIGSIZE: tuple[float, float] = (12.0, 4.5)
 DPI = 100
-FINETUNE_KEYS = ("epoch", "train/loss", "val/uar", "val/war")
+FINETUNE_KEYS = ("epoch", "train/loss")  # + "val/uar", "val/war" on the epochs that validated (eval_every)
+VALIDATION_KEYS = ("val/uar", "val/war")
 PRETRAIN_KEYS = ("epoch", "loss", "lr")
 
 
@@ -93,8 +95,10 @@ def plot_curves(histories: Sequence[tuple[str, HistoryKind, list[dict[str, Any]]
         style = dict(color=color, marker="o", markersize=3, linewidth=1.4)
         if kind == "finetune":
             left.plot(epochs, [r["train/loss"] for r in records], label=label, **style)
-            right.plot(epochs, [100 * r["val/uar"] for r in records], label=f"{label} UAR", **style)
-            right.plot(epochs, [100 * r["val/war"] for r in records], label=f"{label} WAR", linestyle="--",
+            validated = [r for r in records if all(k in r for k in VALIDATION_KEYS)]
+            val_epochs = [r["epoch"] for r in validated]
+            right.plot(val_epochs, [100 * r["val/uar"] for r in validated], label=f"{label} UAR", **style)
+            right.plot(val_epochs, [100 * r["val/war"] for r in validated], label=f"{label} WAR", linestyle="--",
                        **{**style, "marker": "s"})
         else:
             left.plot(epochs, [r["loss"] for r in records], label=label, **style)

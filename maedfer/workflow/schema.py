@@ -57,6 +57,7 @@ PRETRAIN_SETTINGS = {
     "preview_every_epochs": _NONNEG_INT,
     "compile": COMPILE,
     "data_path": DATA_PATH,
+    "cache_mb": _NONNEG_INT,
     "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
 }
 
@@ -80,8 +81,10 @@ FINETUNE_SETTINGS = {
     "num_workers": _NONNEG_INT,
     "seed": _INT,
     "test_best": _BOOL,
+    "eval_every": _POS_INT,
     "compile": COMPILE,
     "data_path": DATA_PATH,
+    "cache_mb": _NONNEG_INT,
     "max_steps_per_epoch": {"type": ["integer", "null"], "minimum": 1},
     "auto_augment": {"type": ["string", "null"]},
     "crop_scale": {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2},
