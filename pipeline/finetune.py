@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=argparse.SUPPRESS,
                    help="pre-trained model.pt or official checkpoint (default: scratch)")
     _stage.add_setting_flags(p, FinetuneConfig, ("epochs", "warmup_epochs", "batch_size", "stride", "num_workers",
-                                                 "seed", "max_steps_per_epoch", "accum_steps"), int)
+                                                 "seed", "max_steps_per_epoch", "accum_steps", "eval_every",
+                                                 "cache_mb"), int, helps={
+        "eval_every": "validate every N epochs and after the last (the training is the same)",
+        "cache_mb": "MiB of clips' JPEG bytes kept in memory per process after their first read (0: none)"})
     _stage.add_setting_flags(p, FinetuneConfig, ("total_batch",), int, helps={
         "total_batch": "clips per update; the micro-batches per update are derived from it"})
     add_precision_flag(p)

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretraining", default=None, help="named pre-training in the params file (pretrain.runs)")
     _stage.add_setting_flags(p, PretrainConfig, ("epochs", "warmup_epochs", "batch_size", "accum_steps", "stride",
                                                  "num_workers", "seed", "save_every_steps", "max_steps_per_epoch",
-                                                 "preview_every_epochs"), int)
+                                                 "preview_every_epochs", "cache_mb"), int, helps={
+        "cache_mb": "MiB of clips' JPEG bytes kept in memory per process after their first read (0: none)"})
     _stage.add_setting_flags(p, PretrainConfig, ("total_batch", "schedule_epochs"), int, helps={
         "total_batch": "clips per update; the micro-batches per update are derived from it",
         "schedule_epochs": "length of the cosine schedule in epochs (the run stops after --epochs)"})
