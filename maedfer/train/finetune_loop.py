@@ -71,7 +71,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     engine.attach(model, find_unused_parameters=getattr(model, "pool", "local") == "region")
 
     pe = model.encoder.patch_embed
-    cache = ClipBytesCache.of_megabytes(getattr(cfg, "cache_mb", 0))  # one for the three sets (same clips)
+    cache = ClipBytesCache.of_megabytes(cfg.cache_mb)  # one for the three sets (same clips)
     common = dict(stride=cfg.stride, clip_len=pe.num_frames, size=pe.img_size, seed=cfg.seed, cache=cache)
     augment = finetune_train_transform(pe.img_size, auto_augment=cfg.auto_augment, scale=tuple(cfg.crop_scale),
                                        reprob=cfg.reprob)
@@ -116,18 +116,14 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
         epoch = stats.epoch + 1
         clips_s = stats.clips_per_s(engine.total_batch)
         record = {"epoch": epoch, "train/loss": float(np.mean(stats.losses)), "train/clips_per_s": clips_s}
-        if epoch % cfg.eval_every and epoch != cfg.epochs:  # no validation this epoch (the weights are the same)
-            log.info("fold %d epoch %d: %s", fold, epoch, record)
-            if tracker is not None:
-                tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)
-            return record
-        _, val_probs, val_labels = predict(model, val_loader, device, engine.precision, engine.eval_forward)
-        val = compute_metrics(val_labels, val_probs, class_names)
-        record.update({"val/uar": val["uar"], "val/war": val["war"]})
-        if cfg.test_best and val["uar"] > best["val/uar"]:
-            best.update({"epoch": epoch, "val/uar": val["uar"]})
-            if is_main:
-                save_torch_atomic(model.state_dict(), best_path)
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:  # other epochs skip validation (same weights)
+            _, val_probs, val_labels = predict(model, val_loader, device, engine.precision, engine.eval_forward)
+            val = compute_metrics(val_labels, val_probs, class_names)
+            record.update({"val/uar": val["uar"], "val/war": val["war"]})
+            if cfg.test_best and val["uar"] > best["val/uar"]:
+                best.update({"epoch": epoch, "val/uar": val["uar"]})
+                if is_main:
+                    save_torch_atomic(model.state_dict(), best_path)
         log.info("fold %d epoch %d: %s", fold, epoch, record)
         if tracker is not None:
             tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=epoch)

@@ -12,11 +12,8 @@ memory it may take is ``max_bytes`` times the reading processes.
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Hashable
-
-log = logging.getLogger(__name__)
 
 
 class ClipBytesCache:
