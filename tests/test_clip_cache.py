@@ -71,3 +71,11 @@ def test_a_damaged_clip_is_refused_before_it_enters_the_cache(toy):
     with pytest.raises(ShardChecksumError, match="clip000"):
         ds[0]
     assert len(cache) == 0
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_frame_past_the_clip_end_names_the_shard_and_clip(toy, cached):
+    ds = PretrainDataset(toy, size=SIZE, cache=ClipBytesCache(1 << 24) if cached else None)
+    length = int(read_index(toy).column("num_frames")[0].as_py())
+    with pytest.raises(IndexError, match=rf"clip000'? has {length} frames, asked for \[0, {length}\]"):
+        ds.read_bytes(0, [0, length])

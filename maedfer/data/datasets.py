@@ -58,7 +58,7 @@ from maedfer.data.sampling import (
     pretrain_indices,
     train_indices,
 )
-from maedfer.data.shards import ShardError, index_metadata, read_clip_frames, read_index
+from maedfer.data.shards import ShardError, index_metadata, pick_frames, read_clip_frames, read_index
 from maedfer.data.shards.cache import ClipBytesCache
 from maedfer.data.transforms import (
     ClipTransform,
@@ -208,10 +208,7 @@ class ShardClipDataset(Dataset):
             if frames is None:
                 frames = read_clip_frames(shard, row, None, expected_checksum=checksum)
                 self.cache.put((shard, row), frames)
-            if len(unique) and unique[-1] >= len(frames):
-                raise IndexError(f"{shard}: clip {str(self.clip_ids[index])!r} has {len(frames)} frames, asked for "
-                                 f"{unique.tolist()}")
-            jpegs = [frames[i] for i in unique.tolist()]
+            jpegs = pick_frames(shard, str(self.clip_ids[index]), frames, unique.tolist())
         return jpegs, inverse.reshape(-1).astype(np.int64)
 
     @property

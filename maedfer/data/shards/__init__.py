@@ -35,6 +35,7 @@ from maedfer.data.shards.format import (
 )
 from maedfer.data.shards.reader import (
     index_metadata,
+    pick_frames,
     read_clip_frames,
     read_index,
     read_shard_clips,
@@ -58,6 +59,7 @@ __all__ = [
     "clip_checksum",
     "index_metadata",
     "list_shards",
+    "pick_frames",
     "read_clip_frames",
     "read_index",
     "read_shard_clips",

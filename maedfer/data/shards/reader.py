@@ -103,6 +103,12 @@ def read_clip_frames(
         )
     if frame_indices is None:
         return frames
+    return pick_frames(shard_path, clip_id, frames, frame_indices)
+
+
+def pick_frames(shard_path: str | os.PathLike, clip_id: str, frames: list[bytes],
+                frame_indices: Sequence[int]) -> list[bytes]:
+    """``frames[i]`` for each of ``frame_indices``; an index past the clip's end names the shard and clip."""
     try:
         return [frames[int(i)] for i in frame_indices]
     except IndexError:
