@@ -139,7 +139,7 @@ def test_training_stages_take_explicit_flags_equal_to_the_default_over_the_param
     args = finetune.build_parser().parse_args([*ft, "--init", "m.pt", "--batch-size", "32", "--mixup", "0.8",
                                                "--auto-augment", "none"])
     cfg = finetune.resolve_config_from_args(args, demo)
-    assert (cfg.batch_size, cfg.mixup, cfg.epochs, cfg.init, cfg.auto_augment) == (32, 0.8, 25, "m.pt", None)
+    assert (cfg.batch_size, cfg.mixup, cfg.epochs, cfg.init, cfg.auto_augment) == (32, 0.8, 12, "m.pt", None)
     assert cfg.arch == "lgi_former_test" and cfg.crop_scale == (0.6, 1.0)
     args = finetune.build_parser().parse_args(ft)
     with pytest.raises(ValueError, match="starts from a pre-training; pass its model.pt with --init"):
