@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "total_batch": "clips per update; the micro-batches per update are derived from it"})
     add_precision_flag(p)
     _stage.add_setting_flags(p, FinetuneConfig, ("base_lr", "base_min_lr", "weight_decay", "layer_decay",
-                                                 "drop_path", "mixup", "cutmix", "label_smoothing"), float)
+                                                 "drop_path", "head_init_scale", "mixup", "cutmix",
+                                                 "label_smoothing"), float)
     p.add_argument("--auto-augment", default=argparse.SUPPRESS,
                    help=f"RandAugment config, or 'none' ({d.auto_augment})")
     p.add_argument("--crop-scale", type=float, nargs=2, default=argparse.SUPPRESS,

@@ -107,6 +107,20 @@ def test_drop_path_is_stochastic_in_train_only(tiny_clip):
     torch.testing.assert_close(model(tiny_clip), model(tiny_clip))
 
 
+@pytest.mark.parametrize("arch", ["lgi_former_test", "vit_test"])
+def test_head_init_scale_scales_only_the_new_head(arch):
+    """The authors' init_scale: trunc_normal(0.02) x scale on the head, the encoder's init unchanged."""
+    kw = {"num_classes": 5, **TINY, **({"region_size": (2, 2, 4)} if arch.startswith("lgi") else {})}
+    torch.manual_seed(0)
+    small = create_model(arch, **kw)  # the default, 0.001
+    torch.manual_seed(0)
+    full = create_model(arch, head_init_scale=1.0, **kw)
+    torch.testing.assert_close(full.head.weight * 0.001, small.head.weight, rtol=1e-6, atol=0)
+    assert 0.01 < full.head.weight.std().item() < 0.03
+    for (name, a), b in zip(small.encoder.state_dict().items(), full.encoder.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
 def test_bf16_autocast(tiny_clip):
     model = _lgi().eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):

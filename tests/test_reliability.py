@@ -274,6 +274,8 @@ def _set(*keys: str, value: object) -> Callable[[dict], None]:
         (_set("datasets", "dfew", "folds", value=[1, 2, 3, 4, 5, 9]), "datasets.dfew.folds: [9] are not folds of dfew"),
         (_set("pretrain", "defaults", "arch_kwargs", "mask_ratio", value=1.0),
          "pretrain.defaults.arch_kwargs.mask_ratio: 1.0 must be in [0, 1)"),
+        (_set("finetune", "defaults", "head_init_scale", value=0.0),
+         "finetune.defaults.head_init_scale: 0.0 must be > 0"),
     ],
 )
 def test_bad_recipe_values_fail_when_the_params_file_loads(tmp_path: Path, change, message: str) -> None:
@@ -304,6 +306,7 @@ def test_workflow_check_builds_every_model(tmp_path: Path, capsys: pytest.Captur
         (["--arch-kwargs", "{nosuch"], "--arch-kwargs: not valid JSON"),
         (["--arch-kwargs", '{"region_size": [2, 3, 5]}'], "--arch-kwargs: model lgi_former_test"),
         (["--base-lr", "-1"], "--base-lr: -1.0 must be > 0"),
+        (["--head-init-scale", "-1"], "--head-init-scale: -1.0 must be > 0"),
     ],
 )
 def test_bad_flags_fail_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str],

@@ -173,8 +173,8 @@ def card_context(
                    "(ACM MM 2023); fine-tune it with `maedfer`'s finetune stage (`--init`).")
         output = "reconstruction of the masked patches (pre-training model)"
     recipe = prov.get("recipe") or {}
-    keep = ("epochs", "batch_size", "total_batch", "base_lr", "layer_decay", "weight_decay", "drop_path", "mixup",
-            "cutmix", "label_smoothing", "auto_augment", "precision", "seed")
+    keep = ("epochs", "batch_size", "total_batch", "base_lr", "layer_decay", "weight_decay", "drop_path",
+            "head_init_scale", "mixup", "cutmix", "label_smoothing", "auto_augment", "precision", "seed")
     provenance_lines = [f"- {key}: `{prov[key]}`" for key in ("source", "run_folder", "profile", "experiment",
                                                               "maedfer_version") if prov.get(key)]
     return {

@@ -65,20 +65,22 @@ def _split(kwargs: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _lgi_classifier(
-    size: str, num_classes: int = 7, pool: str = "region", drop_path_rate: float = 0.1, init: bool = True, **kwargs: Any
+    size: str, num_classes: int = 7, pool: str = "region", drop_path_rate: float = 0.1, init: bool = True,
+    head_init_scale: float = 0.001, **kwargs: Any
 ) -> VideoClassifier:
     encoder = LGIFormer(**{**LGI_SIZES[size], **kwargs}, drop_path_rate=drop_path_rate, final_norm=False)
-    model = VideoClassifier(encoder, num_classes=num_classes, pool=pool)
+    model = VideoClassifier(encoder, num_classes=num_classes, pool=pool, head_init_scale=head_init_scale)
     if init:
         model.init_weights()
     return model
 
 
 def _vit_classifier(
-    size: str, num_classes: int = 7, drop_path_rate: float = 0.1, init: bool = True, **kwargs: Any
+    size: str, num_classes: int = 7, drop_path_rate: float = 0.1, init: bool = True, head_init_scale: float = 0.001,
+    **kwargs: Any
 ) -> VideoClassifier:
     encoder = ViTEncoder(**{**VIT_SIZES[size], **kwargs}, drop_path_rate=drop_path_rate, final_norm=False)
-    model = VideoClassifier(encoder, num_classes=num_classes, pool="local")
+    model = VideoClassifier(encoder, num_classes=num_classes, pool="local", head_init_scale=head_init_scale)
     if init:
         model.init_weights()
     return model

@@ -78,6 +78,7 @@ class FinetuneConfig:
     weight_decay: float = 0.05
     layer_decay: float = 0.75
     drop_path: float = 0.1
+    head_init_scale: float = 0.001  # the new head's init: trunc_normal(std 0.02) x this (the authors' --init_scale)
     mixup: float = 0.8
     cutmix: float = 1.0
     label_smoothing: float = 0.1

@@ -43,6 +43,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "weight_decay": (_non_negative, ">= 0"),
     "layer_decay": (lambda v: 0 < v <= 1, "in (0, 1]"),
     "drop_path": (_fraction, "in [0, 1)"),
+    "head_init_scale": (_positive, "> 0"),
     "mixup": (_non_negative, ">= 0"),
     "cutmix": (_non_negative, ">= 0"),
     "label_smoothing": (_fraction, "in [0, 1)"),
@@ -58,6 +59,8 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_path": (lambda v: v in ("auto", "cpu", "device"), "one of auto, cpu, device"),
     "crop_scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "[low, high] with 0 < low <= high <= 1"),
 }
+# fine-tuning settings that are constructor arguments of the classifier (setting -> argument)
+BUILD_KEYS = {"drop_path": "drop_path_rate", "head_init_scale": "head_init_scale"}
 ARCH_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mask_ratio": (_fraction, "in [0, 1) (1.0 would leave no visible token)"),
     "drop_path_rate": (_fraction, "in [0, 1)"),
@@ -159,7 +162,7 @@ def model_problems(params: Params) -> list[str]:
     problems, done = [], set()
     for stage, label, settings, key_of in runs(params):
         arch, kwargs = settings["arch"], dict(settings.get("arch_kwargs") or {})
-        build = {"drop_path_rate": settings["drop_path"]} if stage == "finetune" and "drop_path" in settings else {}
+        build = {k: settings[key] for key, k in BUILD_KEYS.items() if stage == "finetune" and key in settings}
         marker = repr((arch, sorted(kwargs.items()), sorted(build.items())))
         if marker in done:
             continue

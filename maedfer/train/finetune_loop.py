@@ -63,7 +63,8 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     if not class_names:
         raise ValueError(f"{index_path}: the index has no class names; was it built by python -m pipeline.ingest?")
-    model = create_model(cfg.arch, num_classes=len(class_names), drop_path_rate=cfg.drop_path, **cfg.arch_kwargs)
+    model = create_model(cfg.arch, num_classes=len(class_names), drop_path_rate=cfg.drop_path,
+                         head_init_scale=cfg.head_init_scale, **cfg.arch_kwargs)
     model.class_names = class_names
     if cfg.init:
         load_pretrained_encoder(model, cfg.init)

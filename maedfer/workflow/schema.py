@@ -75,6 +75,7 @@ FINETUNE_SETTINGS = {
     "weight_decay": _NUM,
     "layer_decay": _NUM,
     "drop_path": _NUM,
+    "head_init_scale": _NUM,
     "mixup": _NUM,
     "cutmix": _NUM,
     "label_smoothing": _NUM,
