@@ -61,16 +61,17 @@ def check_settings(cfg: Any, flags: dict[str, Any], source: str) -> None:
     """
     from dataclasses import asdict
 
-    from maedfer.settings.validate import BUILD_KEYS, check_model, value_problems
+    from maedfer.settings.training import classifier_build_kwargs
+    from maedfer.settings.validate import check_model, value_problems
 
     def key_of(key: str) -> str:
         return f"--{key.replace('_', '-')}" if key in flags else f"{source}: {key}"
 
-    if problems := value_problems(asdict(cfg), key_of):
+    settings = asdict(cfg)
+    if problems := value_problems(settings, key_of):
         raise ValueError(problems[0])
     where = next((f"--{k.replace('_', '-')}" for k in ("arch_kwargs", "arch") if k in flags), source)
-    build = {arg: getattr(cfg, key) for key, arg in BUILD_KEYS.items() if hasattr(cfg, key)}
-    check_model(cfg.arch, dict(cfg.arch_kwargs), where, **build)
+    check_model(cfg.arch, dict(cfg.arch_kwargs), where, **classifier_build_kwargs(settings))
 
 
 def settings_from_json(flags: dict[str, Any]) -> dict[str, Any]:

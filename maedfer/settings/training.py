@@ -20,6 +20,7 @@ the same bytes, the same floats.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,3 +98,13 @@ class FinetuneConfig:
     precision: str | None = None  # None (bf16 on CUDA, fp32 on CPU), "bf16", "fp16" (autocast + GradScaler), "fp32"
     compile: bool | str = "auto"  # "auto": compiled with CUDA graphs on one GPU, eager on CPU (maedfer.train.compile)
     cache_mb: int = 0  # MiB of clips' JPEG bytes kept in memory per reading process across epochs (0: none)
+
+
+# Fine-tuning settings that are constructor arguments of the classifier (setting -> argument): the loop builds
+# the model with them, and the checks build it the same way.
+CLASSIFIER_ARGS = {"drop_path": "drop_path_rate", "head_init_scale": "head_init_scale"}
+
+
+def classifier_build_kwargs(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The classifier's constructor arguments among a run's settings (none for a pre-training's)."""
+    return {arg: settings[key] for key, arg in CLASSIFIER_ARGS.items() if key in settings}

@@ -15,7 +15,7 @@ from typing import Any
 
 from maedfer.settings import resolve as _resolve
 from maedfer.settings.params import Params
-from maedfer.settings.training import PRECISIONS
+from maedfer.settings.training import PRECISIONS, classifier_build_kwargs
 
 
 def _positive(v: Any) -> bool:
@@ -59,8 +59,6 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data_path": (lambda v: v in ("auto", "cpu", "device"), "one of auto, cpu, device"),
     "crop_scale": (lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, "[low, high] with 0 < low <= high <= 1"),
 }
-# fine-tuning settings that are constructor arguments of the classifier (setting -> argument)
-BUILD_KEYS = {"drop_path": "drop_path_rate", "head_init_scale": "head_init_scale"}
 ARCH_RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mask_ratio": (_fraction, "in [0, 1) (1.0 would leave no visible token)"),
     "drop_path_rate": (_fraction, "in [0, 1)"),
@@ -162,7 +160,7 @@ def model_problems(params: Params) -> list[str]:
     problems, done = [], set()
     for stage, label, settings, key_of in runs(params):
         arch, kwargs = settings["arch"], dict(settings.get("arch_kwargs") or {})
-        build = {k: settings[key] for key, k in BUILD_KEYS.items() if stage == "finetune" and key in settings}
+        build = classifier_build_kwargs(settings) if stage == "finetune" else {}
         marker = repr((arch, sorted(kwargs.items()), sorted(build.items())))
         if marker in done:
             continue

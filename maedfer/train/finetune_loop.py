@@ -40,6 +40,7 @@ from maedfer.io_utils import save_torch_atomic, write_json_atomic
 from maedfer.metrics import compute_metrics
 from maedfer.models import create_model, save_model
 from maedfer.settings import FinetuneConfig
+from maedfer.settings.training import classifier_build_kwargs
 from maedfer.train.distributed import barrier
 from maedfer.train.engine import Engine, EpochStats, Hooks, Recipe
 from maedfer.train.outputs import predict, write_outputs
@@ -63,8 +64,8 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     if not class_names:
         raise ValueError(f"{index_path}: the index has no class names; was it built by python -m pipeline.ingest?")
-    model = create_model(cfg.arch, num_classes=len(class_names), drop_path_rate=cfg.drop_path,
-                         head_init_scale=cfg.head_init_scale, **cfg.arch_kwargs)
+    model = create_model(cfg.arch, num_classes=len(class_names), **classifier_build_kwargs(asdict(cfg)),
+                         **cfg.arch_kwargs)
     model.class_names = class_names
     if cfg.init:
         load_pretrained_encoder(model, cfg.init)
