@@ -186,6 +186,9 @@ def test_killed_run_resumes_its_history_and_its_mlflow_run(index, uninterrupted,
     # a killed run (here: stopped, its run left open) that is restarted afresh (--no-resume) is marked FAILED
     other, cfg = tmp_path / "other", PretrainConfig(**{**TINY, "save_every_steps": 1})
     abandoned = Tracker("preempt-test", tracking_uri=uri).start()
+    # the run opens in the tracker's thread; only an open run's id reaches the checkpoints (on a loaded machine,
+    # e.g. under pytest -n, two tiny updates can end before it opens)
+    assert abandoned.run_id is not None
     pretrain(dataclasses.replace(cfg, stop_after_steps=2), index, other, tracker=abandoned)
     assert abandoned.flush()
     with Tracker("preempt-test", tracking_uri=uri, lazy_start=True) as fresh:
