@@ -64,7 +64,7 @@ def finetune(cfg: FinetuneConfig, index_path: str | Path, fold: int, out_dir: st
     class_names = json.loads(index_metadata(read_index(index_path)).get("class_names", "null") or "null")
     if not class_names:
         raise ValueError(f"{index_path}: the index has no class names; was it built by python -m pipeline.ingest?")
-    model = create_model(cfg.arch, num_classes=len(class_names), **classifier_build_kwargs(asdict(cfg)),
+    model = create_model(cfg.arch, num_classes=len(class_names), **classifier_build_kwargs(config),
                          **cfg.arch_kwargs)
     model.class_names = class_names
     if cfg.init:
